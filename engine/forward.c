@@ -1,0 +1,115 @@
+/*
+ * The whole forward pass: projections on packed weights, flash attention reading
+ * Q, K and V in place through strides (no transpose pass), output projection.
+ * Workspace layout (64-byte aligned slices): Q [B*Lq, H*d_k], K [B*Lk, G*d_k],
+ * V [B*Lk, G*d_v], the concatenated heads [B*Lq, H*d_v] (only with an output
+ * projection), then the attention scratch.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct fwd_layout {
+    mha_shape s;
+    size_t q, k, v, cat, attn, total; /* byte offsets of each slice; total bytes */
+} fwd_layout;
+
+static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int64_t lk, int threads,
+                             fwd_layout *l)
+{
+    const mha_config *c = &m->cfg;
+    mha_shape s = {batch, c->num_heads, c->num_kv_heads, lq, lk, c->head_dim_qk, c->head_dim_v};
+    int64_t nq, nk, nv, ncat;
+    if (!mha_mul3(batch, lq, c->num_heads * c->head_dim_qk, &nq) ||
+        !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_qk, &nk) ||
+        !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_v, &nv) ||
+        !mha_mul3(batch, lq, c->num_heads * c->head_dim_v, &ncat) || nq > MHA_MAX_ELEMS ||
+        nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS || ncat > MHA_MAX_ELEMS)
+        return MHA_ERR_OVERFLOW;
+    int64_t kvpad; /* the attention scratch holds packed K and V: bound it first */
+    if (!mha_mul3(batch * c->num_kv_heads, lk + 64, c->head_dim_qk + c->head_dim_v + 64, &kvpad) ||
+        kvpad > MHA_MAX_ELEMS)
+        return MHA_ERR_OVERFLOW;
+    l->s = s;
+    l->q = 0;
+    l->k = l->q + mha_round_up((size_t)nq * sizeof(float));
+    l->v = l->k + mha_round_up((size_t)nk * sizeof(float));
+    l->cat = l->v + mha_round_up((size_t)nv * sizeof(float));
+    l->attn = l->cat + (c->has_out_proj ? mha_round_up((size_t)ncat * sizeof(float)) : 0);
+    l->total = l->attn + mha_attention_scratch_bytes(m->kern, &s, threads) + MHA_ALIGN;
+    return MHA_OK;
+}
+
+mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch, int64_t len_q,
+                                      int64_t len_k, int num_threads, size_t *bytes)
+{
+    if (!model || !bytes)
+        return MHA_ERR_NULL_POINTER;
+    if (batch <= 0 || len_q <= 0 || len_k <= 0)
+        return MHA_ERR_BAD_SIZE;
+    if (num_threads < 0)
+        return MHA_ERR_THREADS;
+    fwd_layout l;
+    mha_status st = layout_for(model, batch, len_q, len_k, mha_threads(num_threads), &l);
+    if (st == MHA_OK)
+        *bytes = l.total;
+    return st;
+}
+
+mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *workspace,
+                       size_t workspace_bytes)
+{
+    int64_t lk;
+    if (!model)
+        return MHA_ERR_NULL_POINTER;
+    mha_status st = mha_forward_check(&model->cfg, a, &lk);
+    if (st != MHA_OK)
+        return st;
+    if (model->kern != mha_kernels_active())
+        return MHA_ERR_ISA;
+    const mha_config *c = &model->cfg;
+    int threads = mha_threads(a->num_threads);
+    fwd_layout l;
+    st = layout_for(model, a->batch, a->len_q, lk, threads, &l);
+    if (st != MHA_OK)
+        return st;
+    if (!workspace || workspace_bytes < l.total)
+        return MHA_ERR_WORKSPACE;
+    int64_t o_elems = a->batch * a->len_q * c->out_dim;
+    int64_t x_elems = a->batch * a->len_q * c->embed_dim;
+    if (mha_ranges_overlap(workspace, workspace_bytes, a->out, (size_t)o_elems * sizeof(float)) ||
+        mha_ranges_overlap(workspace, workspace_bytes, a->query, (size_t)x_elems * sizeof(float)) ||
+        mha_ranges_overlap(workspace, workspace_bytes, a->key, (size_t)(a->batch * lk * c->kdim) * sizeof(float)) ||
+        mha_ranges_overlap(workspace, workspace_bytes, a->value, (size_t)(a->batch * lk * c->vdim) * sizeof(float)))
+        return MHA_ERR_ALIAS;
+
+    char *base = (char *)(((uintptr_t)workspace + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
+    float *q = (float *)(base + l.q), *k = (float *)(base + l.k), *v = (float *)(base + l.v);
+    const int64_t nq = c->num_heads * c->head_dim_qk, nk = c->num_kv_heads * c->head_dim_qk,
+                  nv = c->num_kv_heads * c->head_dim_v, ncat = c->num_heads * c->head_dim_v;
+    const float *ksrc = a->key ? a->key : a->query, *vsrc = a->value ? a->value : a->query;
+
+    mha_gemm_job proj[3] = {
+        {a->query, c->embed_dim, &model->q, q, nq, a->batch * a->len_q},
+        {ksrc, c->kdim, &model->k, k, nk, a->batch * lk},
+        {vsrc, c->vdim, &model->v, v, nv, a->batch * lk},
+    };
+    mha_gemm_run(model->kern, proj, 3, threads);
+
+    float *cat = c->has_out_proj ? (float *)(base + l.cat) : a->out;
+    mha_attn_problem p = {
+        l.s, c->scale,
+        q, {a->len_q * nq, c->head_dim_qk, nq},
+        k, {lk * nk, c->head_dim_qk, nk},
+        v, {lk * nv, c->head_dim_v, nv},
+        cat, {a->len_q * ncat, c->head_dim_v, ncat},
+        &a->mask,
+    };
+    mha_attention_run(model->kern, &p, base + l.attn, threads);
+
+    if (c->has_out_proj) {
+        mha_gemm_job out = {cat, ncat, &model->o, a->out, c->out_dim, a->batch * a->len_q};
+        mha_gemm_run(model->kern, &out, 1, threads);
+    }
+    return MHA_OK;
+}

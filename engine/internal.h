@@ -1,0 +1,118 @@
+/* Engine-internal declarations: argument checks, the model, the drivers. */
+#ifndef MHA_INTERNAL_H
+#define MHA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+#include "mha.h"
+
+/* ------------------------------------------------------------ checked math */
+
+static inline bool mha_mul(int64_t a, int64_t b, int64_t *r)
+{
+    return !__builtin_mul_overflow(a, b, r);
+}
+
+static inline bool mha_add(int64_t a, int64_t b, int64_t *r)
+{
+    return !__builtin_add_overflow(a, b, r);
+}
+
+/* a*b*c (all >= 0) into *r; false on overflow. */
+static inline bool mha_mul3(int64_t a, int64_t b, int64_t c, int64_t *r)
+{
+    int64_t t;
+    return mha_mul(a, b, &t) && mha_mul(t, c, r);
+}
+
+/* Largest element count a float array may have so that its bytes fit in size_t and
+ * in int64 with room for padding. */
+#define MHA_MAX_ELEMS ((int64_t)(((uint64_t)1 << 60) / sizeof(float)))
+
+/* -------------------------------------------------------------- validation */
+
+/* Resolves every default of *in into *out and checks the result. */
+mha_status mha_config_resolve(const mha_config *in, mha_config *out);
+/* Checks that the weights fit the resolved config. */
+mha_status mha_weights_check(const mha_config *cfg, const mha_weights *w);
+
+/* Shape of one attention problem, as the mask checks and drivers see it. */
+typedef struct mha_shape {
+    int64_t batch, heads, kv_heads, len_q, len_k, dk, dv;
+} mha_shape;
+
+mha_status mha_mask_check(const mha_mask *mask, const mha_shape *s);
+/* Extent in elements of a strided tensor [n0, n1, n2, inner] (last dim contiguous),
+ * i.e. the largest offset + 1; false on negative stride or overflow. */
+bool mha_strided_extent(const int64_t stride[3], int64_t n0, int64_t n1, int64_t n2,
+                        int64_t inner, int64_t *extent);
+/* True when no two elements of the strided tensor share an address. */
+bool mha_strided_disjoint(const int64_t stride[3], int64_t n0, int64_t n1, int64_t n2,
+                          int64_t inner);
+/* True when the byte ranges [a, a+an) and [b, b+bn) overlap. */
+bool mha_ranges_overlap(const void *a, size_t an, const void *b, size_t bn);
+/* Byte extent of a mask tensor (0 if absent). */
+size_t mha_mask_bytes(const mha_mask_tensor *t, size_t elem, const mha_shape *s);
+
+/* Checks of a forward call against a resolved config, workspace aside; sets the
+ * key length (Lq for self-attention). */
+mha_status mha_forward_check(const mha_config *c, const mha_forward_args *a, int64_t *len_k);
+
+mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, float *scale);
+
+/* ------------------------------------------------------------------ model */
+
+/* One projection packed for the GEMM microkernel: W [n, k] as ceil(n/nr) panels. */
+typedef struct mha_packed {
+    float *panels; /* ceil(n / nr) * k * nr floats */
+    float *bias;   /* [n] or NULL */
+    int64_t n, k;
+} mha_packed;
+
+struct mha_model {
+    mha_config cfg; /* resolved */
+    const mha_kernels *kern;
+    mha_packed q, k, v, o; /* o.panels is NULL without an output projection */
+};
+
+/* ----------------------------------------------------------------- drivers */
+
+/* One GEMM of the projection driver: C[m, n] = A[m, k] W^T + bias. */
+typedef struct mha_gemm_job {
+    const float *a;
+    int64_t lda;
+    const mha_packed *w;
+    float *c;
+    int64_t ldc;
+    int64_t m;
+} mha_gemm_job;
+
+/* Runs up to a few jobs in one parallel region, tiles of all of them shared out. */
+void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads);
+
+/* The flash attention driver on validated arguments. */
+typedef struct mha_attn_problem {
+    mha_shape s;
+    float scale;
+    const float *q; int64_t q_stride[3];
+    const float *k; int64_t k_stride[3];
+    const float *v; int64_t v_stride[3];
+    float *out;     int64_t out_stride[3];
+    const mha_mask *mask;
+} mha_attn_problem;
+
+size_t mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads);
+void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
+                       int threads);
+
+/* Threads a call runs on: the request, or OpenMP's default for 0. */
+int mha_threads(int requested);
+
+/* Workspace carving: 64-byte aligned slices. */
+#define MHA_ALIGN 64
+static inline size_t mha_round_up(size_t n) { return (n + MHA_ALIGN - 1) & ~(size_t)(MHA_ALIGN - 1); }
+
+#endif /* MHA_INTERNAL_H */

@@ -1,0 +1,65 @@
+/*
+ * The kernel table: one struct of function pointers per ISA, filled at compile
+ * time in that ISA's translation unit and chosen once at run time (engine/cpu.c).
+ * Kernels know registers and tiles, nothing about shapes beyond a tile, masks,
+ * threads or allocation.
+ *
+ * GEMM microkernel contract (all ISAs):
+ *   C[m x n] (+)= A[m x k] * B[k x n] (+ bias[n])      m <= mr, n <= nr, k >= 0
+ *   A is row-major and unpacked: A[r][p] = a[r*lda + p].
+ *   B is one packed panel of nr columns: B[p][j] = b[p*nr + j] (zero-padded past n).
+ *   C is row-major: C[r][j] = c[r*ldc + j]; only the m x n corner is touched.
+ *   accumulate != 0 adds to C, else overwrites it. bias may be NULL.
+ *   Pointers need no alignment.
+ * Packing writes panels of nr columns, panel after panel, each k*nr floats,
+ * zero-padding the last panel: ceil(n / nr) * k * nr floats in all.
+ */
+#ifndef MHA_SIMD_KERNELS_H
+#define MHA_SIMD_KERNELS_H
+
+#include <stddef.h>
+
+#include "mha.h"
+
+typedef struct mha_kernels {
+    mha_isa isa;
+    const char *name;
+    size_t gemm_mr, gemm_nr;
+
+    /* y[i] = exp(x[i]); x == y allowed. */
+    void (*f32_exp)(const float *x, float *y, size_t n);
+    /* max of x[0..n), n >= 1; -inf if every element is -inf. */
+    float (*f32_rowmax)(const float *x, size_t n);
+    /* y[i] = exp(x[i] - sub), returns the sum of the y[i]; x == y allowed. */
+    float (*f32_exp_sub_sum)(const float *x, float sub, float *y, size_t n);
+    /* x[i] *= s. */
+    void (*f32_scale)(float *x, float s, size_t n);
+
+    void (*f32_gemm)(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                     const float *b_packed, float *c, size_t ldc, const float *bias,
+                     int accumulate);
+    /* Pack B[p][j] = src[j*ld + p] (src holds B transposed: n rows of k, e.g. an
+     * nn.Linear weight [out, in] or a K block [keys, d]). */
+    void (*f32_pack_b_nk)(size_t n, size_t k, const float *src, size_t ld, float *dst);
+    /* Pack B[p][j] = src[p*ld + j] (src holds B as is: k rows of n, e.g. a V block). */
+    void (*f32_pack_b_kn)(size_t n, size_t k, const float *src, size_t ld, float *dst);
+} mha_kernels;
+
+/* The table of an ISA, or NULL if this build lacks it or this CPU cannot run it. */
+const mha_kernels *mha_kernels_for(mha_isa isa);
+/* The table of the active ISA (chosen once, thread-safe). */
+const mha_kernels *mha_kernels_active(void);
+
+/* Per-ISA tables, defined in the ISA translation units. */
+extern const mha_kernels mha_kernels_scalar;
+#if defined(MHA_HAVE_AVX2)
+extern const mha_kernels mha_kernels_avx2;
+#endif
+#if defined(MHA_HAVE_AVX512)
+extern const mha_kernels mha_kernels_avx512;
+#endif
+#if defined(MHA_HAVE_NEON)
+extern const mha_kernels mha_kernels_neon;
+#endif
+
+#endif /* MHA_SIMD_KERNELS_H */

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds and runs every test: the native Check suite once per ISA (scalar, avx2,
+# avx512) and under qemu-x86_64 CPU models that lack AVX-512 / AVX2; the same
+# suite built with ASan+UBSan; the aarch64 build under qemu-aarch64 (NEON, and a
+# plain cortex-a72); a smoke run of the bench. Ends with one line counting them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${MHA_TEST_BUILD:-build-ci}
+t0=$SECONDS
+step() { echo; echo "=== [$((SECONDS - t0))s] $*"; }
+
+rm -rf "$root"
+mkdir -p "$root"
+
+step "native build (gcc, -Werror) and tests: every ISA, qemu-x86_64 fallback models"
+meson setup "$root/native" -Dbuildtype=debugoptimized -Dwerror=true >/dev/null
+ninja -C "$root/native"
+meson test -C "$root/native" --print-errorlogs --num-processes 2 || true
+
+step "ASan + UBSan build and tests"
+meson setup "$root/asan" -Dbuildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+  -Dbench=disabled >/dev/null
+ninja -C "$root/asan"
+meson test -C "$root/asan" --print-errorlogs --num-processes 2 || true
+
+step "aarch64 cross build, tests under qemu-aarch64"
+meson setup "$root/arm" --cross-file cross/aarch64-linux-gnu.ini -Dbuildtype=debugoptimized \
+  -Dwerror=true -Dbench=disabled >/dev/null
+ninja -C "$root/arm"
+meson test -C "$root/arm" --print-errorlogs --num-processes 2 || true
+
+step "bench smoke run"
+meson test -C "$root/native" --benchmark --logbase benchlog --print-errorlogs || true
+
+step "summary"
+python3 - "$root" <<'PY'
+import glob, json, sys
+counts = {"passed": 0, "failed": 0, "skipped": 0}
+for path in sorted(glob.glob(sys.argv[1] + "/*/meson-logs/*log.json")):
+    build = path.split("/")[-3]
+    for line in open(path):
+        r = json.loads(line)
+        res = r.get("result")
+        kind = "passed" if res == "OK" else "skipped" if res in ("SKIP", "EXPECTEDFAIL") else "failed"
+        counts[kind] += 1
+        print(f"  {build:7s} {r.get('name', '?'):28s} {res}")
+print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+sys.exit(1 if counts["failed"] or not counts["passed"] else 0)
+PY
