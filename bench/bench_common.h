@@ -1,0 +1,99 @@
+// Shared helpers of the mha benchmark suite (C++17, Google Benchmark 1.7).
+#ifndef MHA_BENCH_COMMON_H
+#define MHA_BENCH_COMMON_H
+
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mha.h"
+
+namespace mhab {
+
+// ------------------------------------------------------------ run settings
+bool smoke();                          // --smoke / MHA_BENCH_SMOKE=1
+const std::vector<int> &thread_counts(); // 1, 2, 4, ... and nproc
+int nproc();
+const std::vector<mha_isa> &arch_isas(); // kernel tables that exist on this architecture
+
+// ---------------------------------------------------------- machine limits
+double peak_gflops(mha_isa isa, int threads); // 0 if not measured
+double read_gbps(int threads);                // nearest measured thread count
+mha_isa best_measured_isa();
+
+// ---------------------------------------------------------------- counters
+// Wall time of the timed loop (constructed just before `for (auto _ : st)`).
+class LoopTimer {
+  public:
+    LoopTimer() : t0_(std::chrono::steady_clock::now()) {}
+    double seconds() const
+    {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    }
+
+  private:
+    std::chrono::steady_clock::time_point t0_;
+};
+// Sets GFLOPS (GFLOP/s), peak_pct (100 * GFLOPS / `peak`; omitted if peak <= 0) and
+// GBps (omitted if bytes == 0) from per-iteration work and the loop's wall time.
+// Plain values (not the library's rate counters) so the printed numbers are
+// exactly GFLOP/s, % and GB/s.
+void set_counters(benchmark::State &st, double seconds, double flops, double bytes, double peak);
+std::string label(const char *what, const char *isa, int threads);
+
+// ------------------------------------------------------------------ buffers
+class Buf {
+  public:
+    explicit Buf(size_t n, uint32_t seed = 0, float scale = 1.0f);
+    ~Buf();
+    Buf(const Buf &) = delete;
+    Buf &operator=(const Buf &) = delete;
+    float *data() { return p_; }
+    const float *data() const { return p_; }
+    size_t size() const { return n_; }
+
+  private:
+    float *p_;
+    size_t n_;
+};
+
+// ---------------------------------------------------------------- flop model
+// Query/key pairs actually attended, causal bottom-right aligned (row i sees j <= i + Lk - Lq).
+double attended_pairs(int64_t lq, int64_t lk, bool causal);
+double attention_flops(int64_t b, int64_t h, int64_t lq, int64_t lk, int64_t d, bool causal);
+double attention_bytes(int64_t b, int64_t h, int64_t lq, int64_t lk, int64_t d);
+double forward_flops(int64_t b, int64_t l, int64_t e, int64_t h, bool causal);
+double forward_bytes(int64_t b, int64_t l, int64_t e);
+
+// Per-benchmark timing policy: few iterations in smoke mode, else enough time
+// for a stable figure without blowing the run's budget on long shapes.
+void apply_timing(benchmark::internal::Benchmark *b, double flops_per_iter);
+
+// Shapes. attention: {B, H, Lq, Lk, d, causal}; forward: {B, L, E, H, causal}.
+using AttnShape = std::vector<int64_t>;
+using FwdShape = std::vector<int64_t>;
+struct Plan {
+    std::vector<AttnShape> attention;
+    std::vector<AttnShape> attention_reference; // small shapes only (float64 oracle)
+    std::vector<FwdShape> forward;
+    std::vector<FwdShape> forward_reference;
+    std::vector<std::vector<int64_t>> proj; // {M, N, K} whole GEMMs
+};
+
+void register_kernels(const Plan &plan);
+void register_mha(const Plan &plan);
+#if defined(MHAB_HAVE_OPENBLAS)
+void register_openblas_attention(const AttnShape &s, int threads);
+void register_openblas_forward(const FwdShape &s, int threads);
+void register_openblas_proj(const std::vector<int64_t> &mnk, int threads);
+void set_openblas_threads(int threads);
+std::string openblas_info();
+#endif
+
+} // namespace mhab
+
+#endif

@@ -1,0 +1,204 @@
+// Per-ISA kernel families: kernel_exp, kernel_softmax, kernel_gemm (tile and
+// whole projection GEMM through the engine's packed driver), kernel_pack.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+
+extern "C" {
+#include "internal.h" // mha_gemm_run, mha_packed (engine's projection driver)
+#include "kernels.h"
+}
+
+namespace mhab {
+
+namespace {
+
+const mha_kernels *table_or_skip(benchmark::State &st, mha_isa isa)
+{
+    const mha_kernels *k = mha_kernels_for(isa);
+    if (!k)
+        st.SkipWithError((std::string("no ") + mha_isa_name(isa) + " kernels in this build/CPU").c_str());
+    return k;
+}
+
+void BM_exp(benchmark::State &st, mha_isa isa)
+{
+    const mha_kernels *k = table_or_skip(st, isa);
+    if (!k)
+        return;
+    size_t n = (size_t)st.range(0);
+    Buf x(n, 1, 8.0f), y(n);
+    const LoopTimer timer;
+    for (auto _ : st) {
+        k->f32_exp(x.data(), y.data(), n);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("kernel", k->name, 1));
+    set_counters(st, timer.seconds(), (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
+}
+
+// One softmax row as the attention driver does it: max, exp(x - max) with sum, scale.
+void BM_softmax(benchmark::State &st, mha_isa isa)
+{
+    const mha_kernels *k = table_or_skip(st, isa);
+    if (!k)
+        return;
+    size_t n = (size_t)st.range(0);
+    Buf x(n, 2, 8.0f), y(n);
+    const LoopTimer timer;
+    for (auto _ : st) {
+        float m = k->f32_rowmax(x.data(), n);
+        float s = k->f32_exp_sub_sum(x.data(), m, y.data(), n);
+        k->f32_scale(y.data(), 1.0f / s, n);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("kernel", k->name, 1));
+    set_counters(st, timer.seconds(), 4.0 * (double)n, 20.0 * (double)n, peak_gflops(isa, 1));
+}
+
+// The microkernel on one full mr x nr tile, A and packed B in cache.
+void BM_gemm_tile(benchmark::State &st, mha_isa isa)
+{
+    const mha_kernels *k = table_or_skip(st, isa);
+    if (!k)
+        return;
+    size_t kk = (size_t)st.range(0), mr = k->gemm_mr, nr = k->gemm_nr;
+    Buf a(mr * kk, 3), w(nr * kk, 4), bp(nr * kk), c(mr * nr);
+    k->f32_pack_b_nk(nr, kk, w.data(), kk, bp.data());
+    const LoopTimer timer;
+    for (auto _ : st) {
+        k->f32_gemm(mr, nr, kk, a.data(), kk, bp.data(), c.data(), nr, nullptr, 0);
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label(("kernel mr=" + std::to_string(mr) + " nr=" + std::to_string(nr)).c_str(),
+                      k->name, 1));
+    set_counters(st, timer.seconds(), 2.0 * (double)(mr * nr * kk), 4.0 * (double)((mr + nr) * kk), peak_gflops(isa, 1));
+}
+
+// C[M, N] = A[M, K] W[N, K]^T + bias through the engine's packed projection driver.
+void BM_gemm_proj(benchmark::State &st, mha_isa isa)
+{
+    const mha_kernels *k = table_or_skip(st, isa);
+    if (!k)
+        return;
+    int64_t m = st.range(0), n = st.range(1), kk = st.range(2);
+    int threads = (int)st.range(3);
+    size_t nr = k->gemm_nr, panels = ((size_t)n + nr - 1) / nr;
+    Buf a((size_t)(m * kk), 5), w((size_t)(n * kk), 6, 0.05f), bias((size_t)n, 7),
+        packed(panels * nr * (size_t)kk), c((size_t)(m * n));
+    k->f32_pack_b_nk((size_t)n, (size_t)kk, w.data(), (size_t)kk, packed.data());
+    mha_packed pw;
+    std::memset(&pw, 0, sizeof pw);
+    pw.panels = packed.data();
+    pw.bias = bias.data();
+    pw.n = n;
+    pw.k = kk;
+    mha_gemm_job job;
+    std::memset(&job, 0, sizeof job);
+    job.a = a.data();
+    job.lda = kk;
+    job.w = &pw;
+    job.c = c.data();
+    job.ldc = n;
+    job.m = m;
+    const LoopTimer timer;
+    for (auto _ : st) {
+        mha_gemm_run(k, &job, 1, threads);
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("mha", k->name, threads));
+    set_counters(st, timer.seconds(), 2.0 * (double)m * (double)n * (double)kk,
+                 4.0 * ((double)m * (double)kk + (double)n * (double)kk + (double)m * (double)n),
+                 peak_gflops(isa, threads));
+}
+
+// Packing: nk = B stored transposed (weights, K blocks), kn = B as is (V blocks).
+void BM_pack(benchmark::State &st, mha_isa isa, bool nk)
+{
+    const mha_kernels *k = table_or_skip(st, isa);
+    if (!k)
+        return;
+    size_t n = (size_t)st.range(0), kk = (size_t)st.range(1), nr = k->gemm_nr;
+    size_t out = (n + nr - 1) / nr * nr * kk;
+    Buf src(n * kk, 8), dst(out);
+    const LoopTimer timer;
+    for (auto _ : st) {
+        if (nk)
+            k->f32_pack_b_nk(n, kk, src.data(), kk, dst.data());
+        else
+            k->f32_pack_b_kn(n, kk, src.data(), n, dst.data());
+        benchmark::DoNotOptimize(dst.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("kernel", k->name, 1));
+    // No flops: GFLOPS is 0, peak_pct is relative to the measured read bandwidth.
+    const double sec = timer.seconds();
+    const double gbps = sec > 0 ? 4.0 * (double)(n * kk + out) * (double)st.iterations() / sec * 1e-9 : 0.0;
+    st.counters["GFLOPS"] = 0.0;
+    st.counters["GBps"] = gbps;
+    if (read_gbps(1) > 0)
+        st.counters["peak_pct"] = 100.0 * gbps / read_gbps(1);
+}
+
+} // namespace
+
+void register_kernels(const Plan &plan)
+{
+    const bool sm = smoke();
+    const std::vector<int64_t> exp_n = sm ? std::vector<int64_t>{64}
+                                          : std::vector<int64_t>{256, 4096, 65536, 1 << 20};
+    const std::vector<int64_t> soft_n = sm ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 512, 2048};
+    const std::vector<int64_t> tile_k = sm ? std::vector<int64_t>{16} : std::vector<int64_t>{64, 128, 256, 512};
+    const std::vector<std::vector<int64_t>> pack_nk =
+        sm ? std::vector<std::vector<int64_t>>{{16, 16}} : std::vector<std::vector<int64_t>>{{64, 64}, {768, 768}};
+
+    for (mha_isa isa : arch_isas()) {
+        const std::string n = mha_isa_name(isa);
+        auto *b = benchmark::RegisterBenchmark(("kernel_exp/" + n).c_str(), BM_exp, isa);
+        b->ArgNames({"n"});
+        for (int64_t v : exp_n)
+            b->Args({v});
+        apply_timing(b, 0);
+        b = benchmark::RegisterBenchmark(("kernel_softmax/" + n).c_str(), BM_softmax, isa);
+        b->ArgNames({"n"});
+        for (int64_t v : soft_n)
+            b->Args({v});
+        apply_timing(b, 0);
+        b = benchmark::RegisterBenchmark(("kernel_gemm/" + n + "/tile").c_str(), BM_gemm_tile, isa);
+        b->ArgNames({"k"});
+        for (int64_t v : tile_k)
+            b->Args({v});
+        apply_timing(b, 0);
+        for (bool nk : {true, false}) {
+            b = benchmark::RegisterBenchmark(("kernel_pack/" + n + (nk ? "/nk" : "/kn")).c_str(), BM_pack,
+                                             isa, nk);
+            b->ArgNames({"n", "k"});
+            for (const auto &s : pack_nk)
+                b->Args(s);
+            apply_timing(b, 0);
+        }
+    }
+    // Whole projection GEMMs, each ISA and OpenBLAS on the same args, side by side.
+    for (const auto &s : plan.proj) {
+        for (int t : thread_counts()) {
+            std::vector<int64_t> args{s[0], s[1], s[2], t};
+            double flops = 2.0 * (double)s[0] * (double)s[1] * (double)s[2];
+            for (mha_isa isa : arch_isas()) {
+                auto *b = benchmark::RegisterBenchmark(
+                    (std::string("kernel_gemm/") + mha_isa_name(isa) + "/proj").c_str(), BM_gemm_proj, isa);
+                b->ArgNames({"M", "N", "K", "threads"})->Args(args)->Unit(benchmark::kMicrosecond);
+                apply_timing(b, flops);
+            }
+#if defined(MHAB_HAVE_OPENBLAS)
+            register_openblas_proj(args, t);
+#endif
+        }
+    }
+}
+
+} // namespace mhab

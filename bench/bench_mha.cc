@@ -1,0 +1,227 @@
+// attention / forward on the library's active ISA, interleaved with their
+// baselines (OpenBLAS unfused, float64 reference) on the same args.
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+
+namespace mhab {
+
+namespace {
+
+const char *active_name() { return mha_isa_name(mha_active_isa()); }
+
+// q/k/v/out as contiguous [B, H, L, d].
+struct AttnData {
+    Buf q, k, v, out;
+    mha_attention_args args;
+    AttnData(int64_t b, int64_t h, int64_t lq, int64_t lk, int64_t d, bool causal, int threads)
+        : q((size_t)(b * h * lq * d), 11), k((size_t)(b * h * lk * d), 12), v((size_t)(b * h * lk * d), 13),
+          out((size_t)(b * h * lq * d))
+    {
+        std::memset(&args, 0, sizeof args);
+        args.batch = b;
+        args.num_heads = h;
+        args.num_kv_heads = h;
+        args.len_q = lq;
+        args.len_k = lk;
+        args.head_dim_qk = d;
+        args.head_dim_v = d;
+        const int64_t qs[3] = {h * lq * d, lq * d, d}, ks[3] = {h * lk * d, lk * d, d};
+        args.q = q.data();
+        args.k = k.data();
+        args.v = v.data();
+        args.out = out.data();
+        std::memcpy(args.q_stride, qs, sizeof qs);
+        std::memcpy(args.out_stride, qs, sizeof qs);
+        std::memcpy(args.k_stride, ks, sizeof ks);
+        std::memcpy(args.v_stride, ks, sizeof ks);
+        args.scale = 0.0f;
+        args.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
+        args.num_threads = threads;
+    }
+};
+
+void BM_attention(benchmark::State &st)
+{
+    int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
+    bool causal = st.range(5) != 0;
+    int threads = (int)st.range(6);
+    AttnData a(b, h, lq, lk, d, causal, threads);
+    size_t ws = 0;
+    mha_status s = mha_attention_workspace_size(&a.args, &ws);
+    if (s != MHA_OK) {
+        st.SkipWithError(mha_status_message(s));
+        return;
+    }
+    Buf w(ws / sizeof(float) + 1);
+    s = mha_attention(&a.args, w.data(), ws);
+    if (s != MHA_OK) {
+        st.SkipWithError(mha_status_message(s));
+        return;
+    }
+    const LoopTimer timer;
+    for (auto _ : st) {
+        mha_attention(&a.args, w.data(), ws);
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("mha", active_name(), threads));
+    set_counters(st, timer.seconds(), attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
+                 peak_gflops(mha_active_isa(), threads));
+}
+
+void BM_attention_reference(benchmark::State &st)
+{
+    int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
+    bool causal = st.range(5) != 0;
+    AttnData a(b, h, lq, lk, d, causal, 1);
+    const LoopTimer timer;
+    for (auto _ : st) {
+        mha_status s = mha_reference_attention(&a.args);
+        if (s != MHA_OK) {
+            st.SkipWithError(mha_status_message(s));
+            break;
+        }
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("reference(float64)", "scalar", 1));
+    set_counters(st, timer.seconds(), attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
+                 peak_gflops(MHA_ISA_SCALAR, 1));
+}
+
+// nn.MultiheadAttention(E, H) with biases and output projection, fused in_proj weights.
+struct FwdData {
+    Buf x, w_in, b_in, w_out, b_out, out;
+    mha_config cfg;
+    mha_weights wts;
+    mha_forward_args args;
+    FwdData(int64_t b, int64_t l, int64_t e, int64_t h, bool causal, int threads)
+        : x((size_t)(b * l * e), 21), w_in((size_t)(3 * e * e), 22, 1.0f / std::sqrt((float)e)),
+          b_in((size_t)(3 * e), 23, 0.1f), w_out((size_t)(e * e), 24, 1.0f / std::sqrt((float)e)),
+          b_out((size_t)e, 25, 0.1f), out((size_t)(b * l * e))
+    {
+        cfg = mha_config_default(e, h);
+        cfg.has_bias = 1;
+        cfg.has_out_proj = 1;
+        std::memset(&wts, 0, sizeof wts);
+        wts.in_proj_weight = w_in.data();
+        wts.in_proj_bias = b_in.data();
+        wts.out_weight = w_out.data();
+        wts.out_bias = b_out.data();
+        std::memset(&args, 0, sizeof args);
+        args.batch = b;
+        args.len_q = l;
+        args.len_k = l;
+        args.query = x.data();
+        args.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
+        args.out = out.data();
+        args.num_threads = threads;
+    }
+};
+
+void BM_forward(benchmark::State &st)
+{
+    int64_t b = st.range(0), l = st.range(1), e = st.range(2), h = st.range(3);
+    bool causal = st.range(4) != 0;
+    int threads = (int)st.range(5);
+    FwdData f(b, l, e, h, causal, threads);
+    mha_model *model = nullptr;
+    mha_status s = mha_model_create(&f.cfg, &f.wts, &model);
+    size_t ws = 0;
+    if (s == MHA_OK)
+        s = mha_forward_workspace_size(model, b, l, l, threads, &ws);
+    Buf w(ws / sizeof(float) + 1);
+    if (s == MHA_OK)
+        s = mha_forward(model, &f.args, w.data(), ws);
+    if (s != MHA_OK) {
+        mha_model_destroy(model);
+        st.SkipWithError(mha_status_message(s));
+        return;
+    }
+    const LoopTimer timer;
+    for (auto _ : st) {
+        mha_forward(model, &f.args, w.data(), ws);
+        benchmark::ClobberMemory();
+    }
+    mha_model_destroy(model);
+    st.SetLabel(label("mha", active_name(), threads));
+    set_counters(st, timer.seconds(), forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
+                 peak_gflops(mha_active_isa(), threads));
+}
+
+void BM_forward_reference(benchmark::State &st)
+{
+    int64_t b = st.range(0), l = st.range(1), e = st.range(2), h = st.range(3);
+    bool causal = st.range(4) != 0;
+    FwdData f(b, l, e, h, causal, 1);
+    const LoopTimer timer;
+    for (auto _ : st) {
+        mha_status s = mha_reference_forward(&f.cfg, &f.wts, &f.args);
+        if (s != MHA_OK) {
+            st.SkipWithError(mha_status_message(s));
+            break;
+        }
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("reference(float64)", "scalar", 1));
+    set_counters(st, timer.seconds(), forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
+                 peak_gflops(MHA_ISA_SCALAR, 1));
+}
+
+bool contains(const std::vector<std::vector<int64_t>> &v, const std::vector<int64_t> &s)
+{
+    for (const auto &x : v)
+        if (x == s)
+            return true;
+    return false;
+}
+
+} // namespace
+
+void register_mha(const Plan &plan)
+{
+    for (const AttnShape &s : plan.attention) {
+        double flops = attention_flops(s[0], s[1], s[2], s[3], s[4], s[5] != 0);
+        for (int t : thread_counts()) {
+            std::vector<int64_t> args = s;
+            args.push_back(t);
+            auto *b = benchmark::RegisterBenchmark("attention", BM_attention);
+            b->ArgNames({"B", "H", "Lq", "Lk", "d", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+            apply_timing(b, flops);
+#if defined(MHAB_HAVE_OPENBLAS)
+            register_openblas_attention(s, t);
+#endif
+        }
+        if (contains(plan.attention_reference, s)) {
+            std::vector<int64_t> args = s;
+            args.push_back(1);
+            auto *b = benchmark::RegisterBenchmark("attention_reference", BM_attention_reference);
+            b->ArgNames({"B", "H", "Lq", "Lk", "d", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+            apply_timing(b, flops);
+        }
+    }
+    for (const FwdShape &s : plan.forward) {
+        double flops = forward_flops(s[0], s[1], s[2], s[3], s[4] != 0);
+        for (int t : thread_counts()) {
+            std::vector<int64_t> args = s;
+            args.push_back(t);
+            auto *b = benchmark::RegisterBenchmark("forward", BM_forward);
+            b->ArgNames({"B", "L", "E", "H", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+            apply_timing(b, flops);
+#if defined(MHAB_HAVE_OPENBLAS)
+            register_openblas_forward(s, t);
+#endif
+        }
+        if (contains(plan.forward_reference, s)) {
+            std::vector<int64_t> args = s;
+            args.push_back(1);
+            auto *b = benchmark::RegisterBenchmark("forward_reference", BM_forward_reference);
+            b->ArgNames({"B", "L", "E", "H", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+            apply_timing(b, flops);
+        }
+    }
+}
+
+} // namespace mhab
