@@ -1,0 +1,69 @@
+/*
+ * Pieces every kernel translation unit shares: the exp constants (one algorithm on
+ * every ISA) and the generic packing loops, instantiated per ISA with its nr so the
+ * compiler vectorizes them with that unit's flags. Internal to simd/.
+ */
+#ifndef MHA_SIMD_COMMON_H
+#define MHA_SIMD_COMMON_H
+
+#include <stddef.h>
+#include <string.h>
+
+/*
+ * exp(x), x = n*ln2 + r:
+ *   x is clamped to [MHA_EXP_LO, MHA_EXP_HI] (NaN passes through the clamp): below
+ *   -104 the result rounds to 0, above 89 it overflows to +inf, and n stays within
+ *   [-150, 128].
+ *   n = round(x * log2(e)), r = x - n*C1 - n*C2 (Cody-Waite: C1 has 9 significant
+ *   bits, so n*C1 is exact and x - n*C1 loses nothing), |r| <= ln2/2.
+ *   e^r ~ 1 + r + r^2 * P(r), P of degree 5 (Cephes expf minimax coefficients),
+ *   evaluated as one Horner chain ((P(r) r + 1) r + 1): no r*r term, which would
+ *   underflow to a (slow) denormal for tiny |x|.
+ *   2^n = 2^n1 * 2^n2 with n1 = n >> 1, n2 = n - n1, both in [-75, 64] and so normal
+ *   floats: p*2^n1 is exact and the second multiply rounds once, giving correct
+ *   denormals, 0 and +inf.
+ */
+#define MHA_EXP_LO (-104.0f)
+#define MHA_EXP_HI 89.0f
+#define MHA_EXP_LOG2E 1.44269504088896341f
+#define MHA_EXP_C1 0.693359375f
+#define MHA_EXP_C2 (-2.12194440e-4f)
+#define MHA_EXP_P0 1.9875691500e-4f
+#define MHA_EXP_P1 1.3981999507e-3f
+#define MHA_EXP_P2 8.3334519073e-3f
+#define MHA_EXP_P3 4.1665795894e-2f
+#define MHA_EXP_P4 1.6666665459e-1f
+#define MHA_EXP_P5 5.0000001201e-1f
+
+/* Packing of B stored transposed (n rows of k): B[p][j] = src[j*ld + p]. */
+static inline void mha_pack_b_nk_generic(size_t nr, size_t n, size_t k, const float *src,
+                                         size_t ld, float *dst)
+{
+    for (size_t j0 = 0; j0 < n; j0 += nr, dst += k * nr) {
+        size_t w = n - j0 < nr ? n - j0 : nr;
+        for (size_t j = 0; j < w; j++) {
+            const float *s = src + (j0 + j) * ld;
+            for (size_t p = 0; p < k; p++)
+                dst[p * nr + j] = s[p];
+        }
+        for (size_t j = w; j < nr; j++)
+            for (size_t p = 0; p < k; p++)
+                dst[p * nr + j] = 0.0f;
+    }
+}
+
+/* Packing of B stored as is (k rows of n): B[p][j] = src[p*ld + j]. */
+static inline void mha_pack_b_kn_generic(size_t nr, size_t n, size_t k, const float *src,
+                                         size_t ld, float *dst)
+{
+    for (size_t j0 = 0; j0 < n; j0 += nr, dst += k * nr) {
+        size_t w = n - j0 < nr ? n - j0 : nr;
+        for (size_t p = 0; p < k; p++) {
+            memcpy(dst + p * nr, src + p * ld + j0, w * sizeof(float));
+            for (size_t j = w; j < nr; j++)
+                dst[p * nr + j] = 0.0f;
+        }
+    }
+}
+
+#endif /* MHA_SIMD_COMMON_H */

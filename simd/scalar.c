@@ -1,0 +1,155 @@
+/*
+ * Portable C kernels: the fallback for every CPU and the reference shape of every
+ * SIMD kernel (same algorithms, same order of operations where it matters).
+ * GEMM tile 4x8.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common.h"
+#include "kernels.h"
+
+#define MR 4
+#define NR 8
+
+/* exp(x), the algorithm of common.h in plain C (no FMA, so a few more roundings).
+ * Measured max error over every float in [-104, 0]: 1.188 ulp (tests/test_kernels.c
+ * sweep, worst at x = -59.95). */
+static inline float exp1(float x)
+{
+    /* Branch-free (the compiler vectorizes the loops around it). NaN passes the
+     * clamp and makes r and p NaN; n is zeroed so the int conversion stays defined. */
+    x = x < MHA_EXP_LO ? MHA_EXP_LO : x;
+    x = x > MHA_EXP_HI ? MHA_EXP_HI : x;
+    /* Round to nearest even: adding 1.5*2^23 pushes the fraction out (|x*log2e| < 2^22). */
+    const float magic = 12582912.0f;
+    float n = (x * MHA_EXP_LOG2E + magic) - magic;
+    float nz = n == n ? n : 0.0f;
+    float r = x - n * MHA_EXP_C1;
+    r = r - n * MHA_EXP_C2;
+    float p = MHA_EXP_P0;
+    p = p * r + MHA_EXP_P1;
+    p = p * r + MHA_EXP_P2;
+    p = p * r + MHA_EXP_P3;
+    p = p * r + MHA_EXP_P4;
+    p = p * r + MHA_EXP_P5;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t ni = (int32_t)nz;
+    int32_t n1 = ni >> 1, n2 = ni - n1;
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
+    float s1, s2;
+    memcpy(&s1, &b1, sizeof s1);
+    memcpy(&s2, &b2, sizeof s2);
+    return (p * s1) * s2;
+}
+
+static void mha_f32_exp__scalar(const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = exp1(x[i]);
+}
+
+static float mha_f32_rowmax__scalar(const float *x, size_t n)
+{
+    float m = x[0];
+    for (size_t i = 1; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float mha_f32_exp_sub_sum__scalar(const float *x, float sub, float *y, size_t n)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float e = exp1(x[i] - sub);
+        y[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
+static void mha_f32_scale__scalar(float *x, float s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
+static void mha_f32_scale_add__scalar(float *x, float s, const float *add, size_t n)
+{
+    if (!add) {
+        mha_f32_scale__scalar(x, s, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float t = x[i] * s;
+        x[i] = t + add[i];
+    }
+}
+
+static void mha_f32_mask_u8__scalar(float *x, const uint8_t *keep, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = keep[i] ? x[i] : -INFINITY;
+}
+
+static void mha_f32_gemm_4x8__scalar(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                                     const float *b, float *c, size_t ldc, const float *bias,
+                                     int accumulate)
+{
+    if (m == 0 || n == 0)
+        return;
+    /* Rows past m read row m-1 (valid memory) and are never stored. */
+    const float *ar[MR];
+    for (size_t r = 0; r < MR; r++)
+        ar[r] = a + (r < m ? r : m - 1) * lda;
+    float acc[MR][NR] = {{0}};
+    for (size_t p = 0; p < k; p++) {
+        const float *bp = b + p * NR;
+        for (size_t r = 0; r < MR; r++) {
+            float av = ar[r][p];
+            for (size_t j = 0; j < NR; j++)
+                acc[r][j] += av * bp[j];
+        }
+    }
+    for (size_t r = 0; r < m; r++) {
+        float *cr = c + r * ldc;
+        for (size_t j = 0; j < n; j++) {
+            float v = acc[r][j];
+            if (accumulate)
+                v += cr[j];
+            if (bias)
+                v += bias[j];
+            cr[j] = v;
+        }
+    }
+}
+
+static void mha_f32_pack_b_nk_8__scalar(size_t n, size_t k, const float *src, size_t ld,
+                                        float *dst)
+{
+    mha_pack_b_nk_generic(NR, n, k, src, ld, dst);
+}
+
+static void mha_f32_pack_b_kn_8__scalar(size_t n, size_t k, const float *src, size_t ld,
+                                        float *dst)
+{
+    mha_pack_b_kn_generic(NR, n, k, src, ld, dst);
+}
+
+const mha_kernels mha_kernels_scalar = {
+    .isa = MHA_ISA_SCALAR,
+    .name = "scalar",
+    .gemm_mr = MR,
+    .gemm_nr = NR,
+    .f32_exp = mha_f32_exp__scalar,
+    .f32_rowmax = mha_f32_rowmax__scalar,
+    .f32_exp_sub_sum = mha_f32_exp_sub_sum__scalar,
+    .f32_scale = mha_f32_scale__scalar,
+    .f32_gemm = mha_f32_gemm_4x8__scalar,
+    .f32_pack_b_nk = mha_f32_pack_b_nk_8__scalar,
+    .f32_pack_b_kn = mha_f32_pack_b_kn_8__scalar,
+    .f32_scale_add = mha_f32_scale_add__scalar,
+    .f32_mask_u8 = mha_f32_mask_u8__scalar,
+};

@@ -1,0 +1,579 @@
+/*
+ * Every kernel of every table this host can run (scalar, avx2, avx512, neon),
+ * against float64 references written here. Each test is a loop test over the ISA
+ * enum; a table this build or CPU lacks is skipped inside the test.
+ *
+ * exp: special values, the underflow/overflow edges, and the max ulp error over
+ * [-104, 0] (the range softmax feeds it). Measured max error over all 1.12e9 floats
+ * of [-104, 0] natively: avx2 and avx512 0.889 ulp (x = -38.45), scalar 1.188 ulp
+ * (x = -59.95, no FMA); neon on a strided sample under qemu: see the test output.
+ * The bound asserted is EXP_MAX_ULP.
+ */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels.h"
+#include "testutil.h"
+
+#define EXP_MAX_ULP 2.0
+
+/* Check's ck_assert_* talks to the parent process on every call (even passing
+ * ones), too slow inside element loops: those use this instead. */
+#define FAIL_IF(cond, ...)             \
+    do {                               \
+        if (cond)                      \
+            ck_abort_msg(__VA_ARGS__); \
+    } while (0)
+
+static const mha_kernels *table(int i)
+{
+    return mha_kernels_for((mha_isa)i);
+}
+
+/* Aligned allocation plus one float, so kernels see misaligned pointers. */
+static float *unaligned(size_t n)
+{
+    float *p = malloc((n + 17) * sizeof(float));
+    ck_assert_ptr_nonnull(p);
+    return p + 1;
+}
+
+static void release(float *p)
+{
+    free(p - 1);
+}
+
+/* -------------------------------------------------------------------- exp */
+
+/* exp in float64: libm's exp, or a short Taylor series near 0 (faster, and exact
+ * to far below a float ulp there). */
+static double exp_ref(float x)
+{
+    double d = x;
+    if (fabs(d) < 0x1p-8)
+        return 1.0 + d * (1.0 + d * (0.5 + d * (1.0 / 6.0 + d * (1.0 / 24.0))));
+    return exp(d);
+}
+
+/* Error of got against the exact value ref, in units of the float ulp at ref
+ * (2^-149 in the denormal range); +inf counts as 2^128. Inf when NaN-ness
+ * disagrees or a finite result stands for an overflow. */
+static double ulp_err(float got, double ref)
+{
+    if (isnan(ref) || isnan(got))
+        return isnan(ref) && isnan(got) ? 0.0 : INFINITY;
+    double gd = got;
+    if (isinf(got)) {
+        if (got > 0 && ref >= 0x1p128)
+            return 0.0;
+        gd = got > 0 ? 0x1p128 : -0x1p128;
+    } else if (fabs(ref) >= 0x1p128) {
+        return INFINITY;
+    }
+    /* The float ulp from ref's binary exponent (read from its bits: fast and exact). */
+    double a = fabs(ref);
+    uint64_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    int e = (int)(bits >> 52) - 1023; /* a in [2^e, 2^(e+1)) */
+    int ue = e < -126 ? -149 : e - 23;
+    uint64_t ub = (uint64_t)(ue + 1023) << 52;
+    double ulp;
+    memcpy(&ulp, &ub, sizeof ulp);
+    return fabs(gd - ref) / ulp;
+}
+
+static float bits_to_float(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+static uint32_t float_to_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+START_TEST(test_exp_special)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    const float in[] = {-INFINITY, INFINITY, NAN, -NAN, 0.0f, -0.0f, 88.8f, 89.0f, 89.5f,
+                        100.0f, 1e30f, FLT_MAX, -FLT_MAX, -1e30f, -110.0f, -104.0f,
+                        -103.98f, -150.0f};
+    const size_t n = sizeof in / sizeof in[0];
+    float *x = unaligned(n), *y = unaligned(n);
+    memcpy(x, in, sizeof in);
+    k->f32_exp(x, y, n);
+    FAIL_IF(!(y[0] == 0.0f && !signbit(y[0])), "%s: exp(-inf) = %g", k->name, y[0]);
+    FAIL_IF(!(isinf(y[1]) && y[1] > 0), "%s: exp(+inf) = %g", k->name, y[1]);
+    FAIL_IF(!(isnan(y[2]) && isnan(y[3])), "%s: exp(NaN) = %g, %g", k->name, y[2], y[3]);
+    FAIL_IF(!(y[4] == 1.0f && y[5] == 1.0f), "%s: exp(+-0) = %g, %g", k->name, y[4], y[5]);
+    for (size_t i = 6; i < 12; i++)
+        FAIL_IF(!(isinf(y[i]) && y[i] > 0), "%s: exp(%g) = %g, expected +inf", k->name,
+                      in[i], y[i]);
+    for (size_t i = 12; i < n; i++)
+        FAIL_IF(!(y[i] == 0.0f), "%s: exp(%g) = %g, expected 0", k->name, in[i], y[i]);
+    /* In place gives the same results. */
+    k->f32_exp(x, x, n);
+    for (size_t i = 0; i < n; i++)
+        FAIL_IF(!(isnan(y[i]) ? isnan(x[i]) : x[i] == y[i]), "%s: in place, x = %g", k->name,
+                      in[i]);
+    release(x);
+    release(y);
+}
+END_TEST
+
+/* Dense steps through the edges: overflow around ln(FLT_MAX) = 88.7228, normal ->
+ * denormal around -87.34, denormal -> 0 around -103.97, and a random spread over the
+ * whole finite range. */
+START_TEST(test_exp_edges)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    const size_t n = 4096;
+    float *x = unaligned(n), *y = unaligned(n);
+    const float ranges[][2] = {{88.0f, 89.0f}, {-88.5f, -86.5f}, {-104.5f, -102.5f},
+                               {-1.0f, 1.0f}};
+    double worst = 0.0;
+    float worst_x = 0.0f;
+    for (size_t r = 0; r < 5; r++) {
+        if (r < 4) {
+            for (size_t i = 0; i < n; i++)
+                x[i] = ranges[r][0] + (ranges[r][1] - ranges[r][0]) * (float)i / (float)(n - 1);
+        } else {
+            test_rng g = test_rng_seed(7);
+            test_fill(&g, x, n, -110.0f, 95.0f);
+        }
+        k->f32_exp(x, y, n);
+        for (size_t i = 0; i < n; i++) {
+            double e = ulp_err(y[i], exp_ref(x[i]));
+            if (e > worst) {
+                worst = e;
+                worst_x = x[i];
+            }
+        }
+    }
+    /* Just below ln(FLT_MAX) the result is finite, and correct to the bound. */
+    x[0] = 88.72283f;
+    k->f32_exp(x, y, 1);
+    FAIL_IF(!(isfinite(y[0])), "%s: exp(88.72283) overflowed", k->name);
+    FAIL_IF(!(worst <= EXP_MAX_ULP), "%s: exp error %.3f ulp at x = %.9g", k->name, worst,
+                  (double)worst_x);
+    release(x);
+    release(y);
+}
+END_TEST
+
+/* Max ulp error over the floats of [-104, 0] taken every `stride` bit patterns. */
+static double exp_sweep(const mha_kernels *k, uint32_t stride, float *worst_x)
+{
+    enum { CHUNK = 4096 };
+    float *x = unaligned(CHUNK), *y = unaligned(CHUNK);
+    const uint32_t first = float_to_bits(-0.0f), last = float_to_bits(-104.0f);
+    double worst = 0.0;
+    uint64_t b = first;
+    while (b <= last) {
+        size_t cnt = 0;
+        for (; cnt < CHUNK && b <= last; cnt++, b += stride)
+            x[cnt] = bits_to_float((uint32_t)b);
+        k->f32_exp(x, y, cnt);
+        if (fabsf(x[cnt - 1]) < 0x1p-25f) {
+            /* Most of the floats: exp(x) = 1 + x to far below an ulp, and the ulp of a
+             * result just under 1 is 2^-24 (slightly pessimistic for x = -0). */
+            for (size_t i = 0; i < cnt; i++) {
+                double e = fabs((double)y[i] - (1.0 + (double)x[i])) * 0x1p24;
+                if (e > worst) {
+                    worst = e;
+                    *worst_x = x[i];
+                }
+            }
+            continue;
+        }
+        for (size_t i = 0; i < cnt; i++) {
+            double e = ulp_err(y[i], exp_ref(x[i]));
+            if (e > worst) {
+                worst = e;
+                *worst_x = x[i];
+            }
+        }
+    }
+    release(x);
+    release(y);
+    return worst;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/*
+ * The active table gets the full sweep (every float of [-104, 0], ~1.12e9 values)
+ * when MHA_TEST_QUICK is unset and a timed sample predicts it takes less than a few
+ * seconds (so never under emulation); other tables, and slow hosts, get a strided
+ * sample (a prime stride, ~1.1M values).
+ */
+START_TEST(test_exp_sweep)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    const uint32_t stride = 1021;
+    float wx = 0.0f;
+    double t0 = now_seconds();
+    double worst = exp_sweep(k, stride, &wx);
+    double t_sample = now_seconds() - t0;
+    const char *what = "strided sample";
+    if (getenv("MHA_TEST_EXP_SWEEP_ALL") ||
+        (k == mha_kernels_active() && !test_quick() && t_sample * stride < 4.0)) {
+        float wx_full = 0.0f;
+        double w = exp_sweep(k, 1, &wx_full);
+        if (w > worst) {
+            worst = w;
+            wx = wx_full;
+        }
+        what = "every float";
+    }
+    printf("exp %s: max error %.3f ulp over [-104, 0] (%s, worst x = %.9g; %.2f s)\n", k->name,
+           worst, what, (double)wx, now_seconds() - t0);
+    FAIL_IF(!(worst <= EXP_MAX_ULP), "%s: exp error %.3f ulp at x = %.9g", k->name, worst,
+                  (double)wx);
+}
+END_TEST
+
+/* ------------------------------------------------------------ row kernels */
+
+START_TEST(test_rowmax)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(11);
+    float *x = unaligned(300);
+    for (size_t n = 1; n <= 300; n++) {
+        test_fill(&g, x, n, -50.0f, 50.0f);
+        /* Some -inf (masked keys) and the max at every kind of position. */
+        for (size_t i = 0; i < n; i += 3)
+            x[i] = -INFINITY;
+        size_t at = (n * 7 / 3) % n;
+        x[at] = 60.0f + (float)n;
+        float ref = -INFINITY;
+        for (size_t i = 0; i < n; i++)
+            ref = x[i] > ref ? x[i] : ref;
+        FAIL_IF(!(k->f32_rowmax(x, n) == ref), "%s: rowmax n=%zu", k->name, n);
+        x[at] = -INFINITY;
+        x[n - 1] = 1000.0f;
+        FAIL_IF(!(k->f32_rowmax(x, n) == 1000.0f), "%s: rowmax last n=%zu", k->name, n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = -INFINITY;
+        FAIL_IF(!(k->f32_rowmax(x, n) == -INFINITY), "%s: rowmax all -inf n=%zu", k->name, n);
+        for (size_t i = 0; i < n; i++)
+            x[i] = -1e30f - (float)i;
+        FAIL_IF(!(k->f32_rowmax(x, n) == -1e30f), "%s: rowmax negatives n=%zu", k->name, n);
+    }
+    release(x);
+}
+END_TEST
+
+START_TEST(test_exp_sub_sum)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(12);
+    float *x = unaligned(300), *y = unaligned(300), *x2 = unaligned(300);
+    for (size_t n = 1; n <= 300; n++) {
+        test_fill(&g, x, n, -30.0f, 5.0f);
+        for (size_t i = 1; i < n; i += 5)
+            x[i] = -INFINITY;
+        float sub = test_rng_uniform(&g, -2.0f, 6.0f);
+        memset(y, 0xff, (n + 8) * sizeof(float)); /* NaN sentinel past n too */
+        float sum = k->f32_exp_sub_sum(x, sub, y, n);
+        double ref_sum = 0.0, worst = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            double r = exp_ref(x[i] - sub);
+            ref_sum += r;
+            double e = ulp_err(y[i], r);
+            worst = e > worst ? e : worst;
+        }
+        FAIL_IF(!(worst <= EXP_MAX_ULP), "%s: exp_sub_sum n=%zu: %.2f ulp", k->name, n, worst);
+        FAIL_IF(!(fabs(sum - ref_sum) <= 1e-5 * ref_sum + 1e-30),
+                      "%s: exp_sub_sum n=%zu: sum %.9g vs %.9g", k->name, n, sum, ref_sum);
+        for (size_t i = n; i < n + 8; i++)
+            FAIL_IF(!(isnan(y[i])), "%s: exp_sub_sum n=%zu wrote past the end", k->name, n);
+        /* In place gives the same bits. */
+        memcpy(x2, x, n * sizeof(float));
+        float sum2 = k->f32_exp_sub_sum(x2, sub, x2, n);
+        FAIL_IF(!(sum2 == sum && memcmp(x2, y, n * sizeof(float)) == 0),
+                      "%s: exp_sub_sum in place n=%zu", k->name, n);
+    }
+    /* A NaN is never hidden. */
+    for (size_t i = 0; i < 37; i++)
+        x[i] = (float)i * -0.5f;
+    x[20] = NAN;
+    FAIL_IF(!(isnan(k->f32_exp_sub_sum(x, 0.0f, y, 37)) && isnan(y[20])),
+                  "%s: exp_sub_sum hid a NaN", k->name);
+    release(x);
+    release(y);
+    release(x2);
+}
+END_TEST
+
+START_TEST(test_scale_and_masks)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(13);
+    float *x = unaligned(310), *ref = unaligned(310), *add = unaligned(310);
+    uint8_t *keep = malloc(320);
+    ck_assert_ptr_nonnull(keep);
+    for (size_t n = 0; n <= 300; n++) {
+        float s = test_rng_uniform(&g, -3.0f, 3.0f);
+        /* scale: exact (one rounding). Sentinel past n. */
+        test_fill(&g, x, n + 8, -10.0f, 10.0f);
+        memcpy(ref, x, (n + 8) * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            ref[i] = x[i] * s;
+        k->f32_scale(x, s, n);
+        FAIL_IF(!(memcmp(x, ref, (n + 8) * sizeof(float)) == 0), "%s: scale n=%zu", k->name, n);
+
+        /* scale_add, with and without the additive row (which may hold -inf). */
+        test_fill(&g, x, n + 8, -10.0f, 10.0f);
+        test_fill(&g, add, n + 8, -4.0f, 4.0f);
+        for (size_t i = 2; i < n; i += 7)
+            add[i] = -INFINITY;
+        memcpy(ref, x, (n + 8) * sizeof(float));
+        for (size_t i = 0; i < n; i++) {
+            float t = x[i] * s;
+            ref[i] = t + add[i];
+        }
+        k->f32_scale_add(x, s, add, n);
+        FAIL_IF(!(memcmp(x, ref, (n + 8) * sizeof(float)) == 0), "%s: scale_add n=%zu",
+                      k->name, n);
+        memcpy(ref, x, (n + 8) * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            ref[i] = x[i] * s;
+        k->f32_scale_add(x, s, NULL, n);
+        FAIL_IF(!(memcmp(x, ref, (n + 8) * sizeof(float)) == 0), "%s: scale_add NULL n=%zu",
+                      k->name, n);
+
+        /* mask_u8: any nonzero byte keeps (not only 1). Unaligned byte pointer too. */
+        uint8_t *kp = keep + 1;
+        for (size_t i = 0; i < n + 8; i++) {
+            uint32_t v = (uint32_t)test_rng_uniform(&g, 0.0f, 4.0f);
+            kp[i] = (uint8_t)(v == 0 ? 0 : v == 1 ? 1 : v == 2 ? 255 : 0x80);
+        }
+        test_fill(&g, x, n + 8, -10.0f, 10.0f);
+        memcpy(ref, x, (n + 8) * sizeof(float));
+        for (size_t i = 0; i < n; i++)
+            ref[i] = kp[i] ? x[i] : -INFINITY;
+        k->f32_mask_u8(x, kp, n);
+        FAIL_IF(!(memcmp(x, ref, (n + 8) * sizeof(float)) == 0), "%s: mask_u8 n=%zu", k->name,
+                      n);
+    }
+    free(keep);
+    release(x);
+    release(ref);
+    release(add);
+}
+END_TEST
+
+/* ------------------------------------------------------------- GEMM, pack */
+
+START_TEST(test_table)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    ck_assert_int_eq(k->isa, _i);
+    ck_assert_str_eq(k->name, mha_isa_name((mha_isa)_i));
+    ck_assert(k->gemm_mr >= 1 && k->gemm_nr >= 1);
+    ck_assert(k->f32_exp && k->f32_rowmax && k->f32_exp_sub_sum && k->f32_scale && k->f32_gemm &&
+              k->f32_pack_b_nk && k->f32_pack_b_kn && k->f32_scale_add && k->f32_mask_u8);
+    ck_assert_ptr_eq(mha_kernels_active(), mha_kernels_for(mha_active_isa()));
+    ck_assert_ptr_nonnull(mha_kernels_for(MHA_ISA_SCALAR));
+}
+END_TEST
+
+START_TEST(test_gemm)
+{
+    const mha_kernels *kt = table(_i);
+    if (!kt)
+        return;
+    const size_t mr = kt->gemm_mr, nr = kt->gemm_nr;
+    static const size_t ks[] = {0, 1, 2, 3, 7, 16, 17, 64, 129, 257};
+    const size_t kmax = 257;
+    test_rng g = test_rng_seed(14);
+    const size_t lda = kmax + 3, ldc = nr + 5;
+    float *a = unaligned(mr * lda), *b = unaligned(kmax * nr), *bias = unaligned(nr);
+    float *c = unaligned(mr * ldc), *c0 = unaligned(mr * ldc);
+    test_fill(&g, a, mr * lda, -1.0f, 1.0f);
+    test_fill(&g, bias, nr, -1.0f, 1.0f);
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        const size_t k = ks[ki];
+        for (size_t n = 1; n <= nr; n++) {
+            /* A packed panel: zero past n, as the packers write it. */
+            for (size_t p = 0; p < k; p++)
+                for (size_t j = 0; j < nr; j++)
+                    b[p * nr + j] = j < n ? test_rng_uniform(&g, -1.0f, 1.0f) : 0.0f;
+            for (size_t m = 1; m <= mr; m++)
+                for (int mode = 0; mode < 4; mode++) {
+                    const int acc = mode & 1;
+                    const float *bs = (mode & 2) ? bias : NULL;
+                    test_fill(&g, c0, mr * ldc, -1.0f, 1.0f);
+                    memcpy(c, c0, mr * ldc * sizeof(float));
+                    kt->f32_gemm(m, n, k, a, lda, b, c, ldc, bs, acc);
+                    for (size_t r = 0; r < mr; r++)
+                        for (size_t j = 0; j < ldc; j++) {
+                            float got = c[r * ldc + j];
+                            if (r >= m || j >= n) {
+                                FAIL_IF(!(got == c0[r * ldc + j]),
+                                              "%s: gemm m=%zu n=%zu k=%zu touched C[%zu][%zu]",
+                                              kt->name, m, n, k, r, j);
+                                continue;
+                            }
+                            double ref = 0.0, mag = 0.0;
+                            for (size_t p = 0; p < k; p++) {
+                                double t = (double)a[r * lda + p] * b[p * nr + j];
+                                ref += t;
+                                mag += fabs(t);
+                            }
+                            if (acc) {
+                                ref += c0[r * ldc + j];
+                                mag += fabs(c0[r * ldc + j]);
+                            }
+                            if (bs) {
+                                ref += bs[j];
+                                mag += fabs(bs[j]);
+                            }
+                            double tol = (double)(k + 3) * 0x1p-23 * mag + 1e-30;
+                            FAIL_IF(!(fabs(got - ref) <= tol),
+                                          "%s: gemm m=%zu n=%zu k=%zu acc=%d bias=%d C[%zu][%zu] "
+                                          "= %.9g, expected %.9g",
+                                          kt->name, m, n, k, acc, bs != NULL, r, j, got, ref);
+                        }
+                }
+        }
+    }
+    release(a);
+    release(b);
+    release(bias);
+    release(c);
+    release(c0);
+}
+END_TEST
+
+START_TEST(test_pack)
+{
+    const mha_kernels *kt = table(_i);
+    if (!kt)
+        return;
+    const size_t nr = kt->gemm_nr;
+    static const size_t ks[] = {0, 1, 5, 17, 64};
+    test_rng g = test_rng_seed(15);
+    const size_t nmax = 3 * nr + 3, kmax = 64, ld = 70 + nr * 3;
+    float *src = unaligned(ld * (nmax > kmax ? nmax : kmax));
+    const size_t cap = ((nmax + nr - 1) / nr) * kmax * nr + 16;
+    float *dst = unaligned(cap), *ref = unaligned(cap);
+    test_fill(&g, src, ld * (nmax > kmax ? nmax : kmax), -5.0f, 5.0f);
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+        const size_t k = ks[ki];
+        for (size_t n = 1; n <= nmax; n++) {
+            const size_t panels = (n + nr - 1) / nr, total = panels * k * nr;
+            for (int kind = 0; kind < 2; kind++) {
+                for (size_t i = 0; i < cap; i++)
+                    dst[i] = ref[i] = NAN;
+                for (size_t q = 0; q < panels; q++)
+                    for (size_t p = 0; p < k; p++)
+                        for (size_t jj = 0; jj < nr; jj++) {
+                            size_t j = q * nr + jj;
+                            float v = 0.0f;
+                            if (j < n)
+                                v = kind == 0 ? src[j * ld + p] : src[p * ld + j];
+                            ref[q * k * nr + p * nr + jj] = v;
+                        }
+                if (kind == 0)
+                    kt->f32_pack_b_nk(n, k, src, ld, dst);
+                else
+                    kt->f32_pack_b_kn(n, k, src, ld, dst);
+                for (size_t i = 0; i < total; i++)
+                    FAIL_IF(!(dst[i] == ref[i]), "%s: pack_b_%s n=%zu k=%zu: element %zu",
+                                  kt->name, kind == 0 ? "nk" : "kn", n, k, i);
+                for (size_t i = total; i < cap; i++)
+                    FAIL_IF(!(isnan(dst[i])), "%s: pack_b_%s n=%zu k=%zu wrote past %zu",
+                                  kt->name, kind == 0 ? "nk" : "kn", n, k, total);
+            }
+        }
+    }
+    release(src);
+    release(dst);
+    release(ref);
+}
+END_TEST
+
+/* The packers and the microkernel together: C = A W^T for a W [n, k] of several
+ * panels, as the projections use them. */
+START_TEST(test_pack_gemm)
+{
+    const mha_kernels *kt = table(_i);
+    if (!kt)
+        return;
+    const size_t mr = kt->gemm_mr, nr = kt->gemm_nr, m = 2 * mr + 1, n = 2 * nr + 3, k = 37;
+    test_rng g = test_rng_seed(16);
+    float *a = test_random(&g, m * k, -1.0f, 1.0f), *w = test_random(&g, n * k, -1.0f, 1.0f);
+    size_t panels = (n + nr - 1) / nr;
+    float *bp = unaligned(panels * k * nr), *c = unaligned(m * n), *ref = unaligned(m * n);
+    kt->f32_pack_b_nk(n, k, w, k, bp);
+    for (size_t r0 = 0; r0 < m; r0 += mr)
+        for (size_t q = 0; q < panels; q++) {
+            size_t mm = m - r0 < mr ? m - r0 : mr, nn = n - q * nr < nr ? n - q * nr : nr;
+            kt->f32_gemm(mm, nn, k, a + r0 * k, k, bp + q * k * nr, c + r0 * n + q * nr, n, NULL,
+                         0);
+        }
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = 0.0;
+            for (size_t p = 0; p < k; p++)
+                s += (double)a[i * k + p] * w[j * k + p];
+            ref[i * n + j] = (float)s;
+        }
+    ck_assert_close(c, ref, m * n, 1e-5, "pack_b_nk + gemm");
+    free(a);
+    free(w);
+    release(bp);
+    release(c);
+    release(ref);
+}
+END_TEST
+
+Suite *suite_kernels(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("tables");
+    const int lo = MHA_ISA_SCALAR, hi = MHA_ISA_NEON + 1;
+    tcase_add_loop_test(tc, test_table, lo, hi);
+    tcase_add_loop_test(tc, test_exp_special, lo, hi);
+    tcase_add_loop_test(tc, test_exp_edges, lo, hi);
+    tcase_add_loop_test(tc, test_exp_sweep, lo, hi);
+    tcase_add_loop_test(tc, test_rowmax, lo, hi);
+    tcase_add_loop_test(tc, test_exp_sub_sum, lo, hi);
+    tcase_add_loop_test(tc, test_scale_and_masks, lo, hi);
+    tcase_add_loop_test(tc, test_gemm, lo, hi);
+    tcase_add_loop_test(tc, test_pack, lo, hi);
+    tcase_add_loop_test(tc, test_pack_gemm, lo, hi);
+    suite_add_tcase(s, tc);
+    return s;
+}
