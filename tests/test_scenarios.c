@@ -34,7 +34,7 @@
 /* ------------------------------------------------------------------ helpers */
 
 /* Allocations owned by one test, freed together. */
-#define POOL_MAX 64
+#define POOL_MAX 256
 typedef struct pool {
     void *p[POOL_MAX];
     int n;
