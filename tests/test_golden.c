@@ -50,6 +50,8 @@ static const char *const golden_cases[] = {
     "key_padding_float_mask",
     "scale",
     "scale_causal_cross",
+    "gqa_fused",
+    "mqa_cross_kvdim",
 };
 #define N_GOLDEN ((int)(sizeof golden_cases / sizeof golden_cases[0]))
 

@@ -4,7 +4,8 @@
 Usage (Debian's python3-torch and python3-numpy; not the pyenv python3):
     /usr/bin/python3 tools/gen_golden.py [OUTDIR]     # default OUTDIR: tests/golden
 
-Each case is written to OUTDIR/<case>/ in the folder format of `mha run`
+Each case (22 of them, E 8..32, L 3..12, 1..4 heads, GQA emulated by repeating
+K/V weights per group) is written to OUTDIR/<case>/ in the folder format of `mha run`
 (see README.md): query.npy [B,Lq,E]; key.npy/value.npy for cross-attention;
 the weights under their state-dict names (in_proj_weight.npy + in_proj_bias.npy
 when kdim == vdim == E, else q/k/v_proj_weight.npy + q/k/v_proj_bias.npy, the
@@ -64,14 +65,50 @@ def run(m, q, k, v, attn_mask, kpm):
     return out.detach()
 
 
+def make_gqa(m, E, H, G):
+    """Grouped-query attention through nn.MultiheadAttention: random K/V weights
+    for G heads, repeated so that query head h uses key/value head h // (H/G).
+    Sets the expanded weights into m; returns the compact ones (folder names)."""
+    dk = E // H
+    kw, vw = (m.in_proj_weight[E:2 * E], m.in_proj_weight[2 * E:]) if m._qkv_same_embed_dim \
+        else (m.k_proj_weight, m.v_proj_weight)
+    ck, cv = kw[:G * dk].detach().clone(), vw[:G * dk].detach().clone()
+    cb = m.in_proj_bias[E:].detach().clone().view(2, E)[:, :G * dk] if m.in_proj_bias is not None else None
+    # expanded row h*dk + r comes from compact row g*dk + r, g = h // (H/G)
+    g = torch.arange(H).view(H, 1) // (H // G)
+    rows = (g * dk + torch.arange(dk).view(1, dk)).reshape(-1)
+    with torch.no_grad():
+        kw.copy_(ck[rows])
+        vw.copy_(cv[rows])
+        if cb is not None:
+            m.in_proj_bias[E:2 * E] = cb[0][rows]
+            m.in_proj_bias[2 * E:] = cb[1][rows]
+    out = {}
+    q = (m.in_proj_weight[:E] if m._qkv_same_embed_dim else m.q_proj_weight).detach().numpy()
+    qb = m.in_proj_bias[:E].detach().numpy() if cb is not None else None
+    if m._qkv_same_embed_dim:
+        out['in_proj_weight'] = np.concatenate([q, ck.numpy(), cv.numpy()])
+        if cb is not None:
+            out['in_proj_bias'] = np.concatenate([qb, cb[0].numpy(), cb[1].numpy()])
+    else:
+        out['q_proj_weight'], out['k_proj_weight'], out['v_proj_weight'] = q, ck.numpy(), cv.numpy()
+        if cb is not None:
+            out['q_proj_bias'], out['k_proj_bias'], out['v_proj_bias'] = \
+                qb, cb[0].numpy(), cb[1].numpy()
+    return {k: v.astype(np.float32).copy() for k, v in out.items()}
+
+
 def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vdim=None,
-         mask=None, key_lengths=None, causal=False, scale=None):
-    """mask: None, 'bool2d', 'float2d', 'bool3d' ([B,Lq,Lk]), 'bool4d', 'float4d'."""
+         mask=None, key_lengths=None, causal=False, scale=None, kv_heads=None):
+    """mask: None, 'bool2d', 'float2d', 'bool3d' ([B,Lq,Lk]), 'bool4d', 'float4d'.
+    kv_heads: G < H for grouped-query attention (PyTorch's module with K/V
+    weights repeated per group; the folder holds the G-head weights)."""
     torch.manual_seed(seed)
     Lk = Lk if Lk is not None else Lq
     if not cross:
         assert Lk == Lq and kdim is None and vdim is None
     m = make_module(E, H, bias=bias, kdim=kdim, vdim=vdim)
+    compact = make_gqa(m, E, H, kv_heads) if kv_heads else None
     q = torch.randn(B, Lq, E)
     if cross:
         k = torch.randn(B, Lk, kdim or E)
@@ -81,6 +118,8 @@ def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vd
 
     files = {}
     flags = ['--heads', str(H)]
+    if kv_heads:
+        flags += ['--kv-heads', str(kv_heads)]
     allowed = torch.ones(B, H, Lq, Lk, dtype=torch.bool)  # for the no-empty-row check
     attn_mask = None
     if causal:
@@ -138,6 +177,8 @@ def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vd
         # scale*sqrt(d_k) is exactly softmax scale `scale` on the original weights.
         flags += ['--scale', repr(float(scale))]
     sd = state(m, E)
+    if compact:
+        sd.update(compact)
     if scale is not None:
         c = float(scale) * math.sqrt(E // H)
         with torch.no_grad():
@@ -192,6 +233,9 @@ CASES = [
     dict(name='key_padding_float_mask', seed=18, B=2, Lq=5, Lk=8, E=16, H=2, cross=True,
          mask='float2d', key_lengths=[8, 6]),
     dict(name='scale', seed=19, B=1, Lq=6, E=16, H=2, scale=0.5),
+    dict(name='gqa_fused', seed=21, B=2, Lq=7, E=16, H=4, kv_heads=2, causal=True),
+    dict(name='mqa_cross_kvdim', seed=22, B=2, Lq=5, Lk=8, E=24, H=4, cross=True, kdim=10,
+         vdim=14, kv_heads=1, key_lengths=[8, 3]),
     dict(name='scale_causal_cross', seed=20, B=2, Lq=3, Lk=5, E=12, H=3, cross=True,
          kdim=7, vdim=9, causal=True, scale=0.125),
 ]
