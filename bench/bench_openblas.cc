@@ -1,10 +1,13 @@
 // Baselines on OpenBLAS: textbook unfused attention (scores = Q K^T into an
 // Lq x Lk matrix, scale, mask, row softmax, times V) and the full forward pass
 // (projections and output projection as sgemm around it). OpenBLAS runs on
-// `threads` threads (openblas_set_num_threads); the mask + softmax pass is an
-// OpenMP loop over rows, vectorized for the best ISA of the CPU.
+// `threads` threads (openblas_set_num_threads); see unfused_attention for how
+// the heads share the threads. The mask + softmax pass is plain C++ vectorized
+// for the best ISA of the CPU (target_clones).
 #include <cblas.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -35,7 +38,10 @@ void set_openblas_threads(int threads) { openblas_set_num_threads(threads); }
 
 std::string openblas_info()
 {
-    return std::string(openblas_get_config()) + "; core " + openblas_get_corename();
+    return std::string(openblas_get_config()) + "; core " + openblas_get_corename() +
+           "; attention_openblas/forward_openblas: per (b,h) full Lq x Lk scores, mask, softmax, times V;"
+           " with threads > 1 heads are shared out over OpenMP threads calling 1-thread sgemm,"
+           " projections use OpenBLAS's own threads";
 }
 
 namespace {
@@ -111,23 +117,44 @@ struct View {
     int64_t s[3]; // batch, head, row strides (elements)
 };
 
-// Per (b, h): S = scale Q K^T (full, masked afterwards), softmax, O = S V.
+// One (b, h): S = scale Q K^T (full, masked afterwards), softmax, O = S V.
+void one_head(int64_t lq, int64_t lk, int64_t d, bool causal, const float *qp, int64_t ldq, const float *kp,
+              int64_t ldk, const float *vp, int64_t ldv, float *op, int64_t ldo, float *S, int softmax_threads)
+{
+    const float scale = 1.0f / std::sqrt((float)d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)d, scale, qp, (int)ldq, kp,
+                (int)ldk, 0.0f, S, (int)lk);
+    softmax_rows(S, lq, lk, causal, lk - lq, softmax_threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)d, (int)lk, 1.0f, S, (int)lk, vp, (int)ldv,
+                0.0f, op, (int)ldo);
+}
+
+// Textbook unfused attention over every (b, h). With threads > 1 and at least as
+// many heads as threads, heads are shared out over an OpenMP team, each thread
+// calling single-threaded OpenBLAS with its own score matrix (one thread pool, no
+// OpenBLAS/OpenMP hand-offs per head: on a small machine that is what a careful
+// user does, and the faster of the two). Otherwise heads run one after another,
+// sgemm on OpenBLAS's `threads` threads and the softmax rows on OpenMP threads.
+// S holds threads * lq * lk floats.
 void unfused_attention(int64_t B, int64_t H, int64_t lq, int64_t lk, int64_t d, bool causal, const View &q,
                        const View &k, const View &v, float *out, const int64_t os[3], float *S, int threads)
 {
-    const float scale = 1.0f / std::sqrt((float)d);
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            const float *qp = q.p + b * q.s[0] + h * q.s[1];
-            const float *kp = k.p + b * k.s[0] + h * k.s[1];
-            const float *vp = v.p + b * v.s[0] + h * v.s[1];
-            float *op = out + b * os[0] + h * os[1];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)lq, (int)lk, (int)d, scale, qp,
-                        (int)q.s[2], kp, (int)k.s[2], 0.0f, S, (int)lk);
-            softmax_rows(S, lq, lk, causal, lk - lq, threads);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)lq, (int)d, (int)lk, 1.0f, S, (int)lk, vp,
-                        (int)v.s[2], 0.0f, op, (int)os[2]);
-        }
+    const int64_t pairs = B * H;
+    auto head = [&](int64_t p, float *s, int softmax_threads) {
+        int64_t b = p / H, h = p % H;
+        one_head(lq, lk, d, causal, q.p + b * q.s[0] + h * q.s[1], q.s[2], k.p + b * k.s[0] + h * k.s[1], k.s[2],
+                 v.p + b * v.s[0] + h * v.s[1], v.s[2], out + b * os[0] + h * os[1], os[2], s, softmax_threads);
+    };
+    if (threads > 1 && pairs >= threads) {
+        openblas_set_num_threads(1);
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t p = 0; p < pairs; p++)
+            head(p, S + (size_t)omp_get_thread_num() * (size_t)(lq * lk), 1);
+        openblas_set_num_threads(threads);
+    } else {
+        for (int64_t p = 0; p < pairs; p++)
+            head(p, S, threads);
+    }
 }
 
 // OpenBLAS worker threads spin for a while after a call; let them go to sleep
@@ -136,6 +163,14 @@ void settle()
 {
     if (!smoke())
         std::this_thread::sleep_for(std::chrono::milliseconds(120));
+}
+
+float max_diff(const Buf &a, const Buf &b)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < a.size(); i++)
+        m = std::max(m, std::fabs(a.data()[i] - b.data()[i]));
+    return m;
 }
 
 const char *best_name() { return mha_isa_name(best_measured_isa()); }
@@ -147,7 +182,7 @@ void BM_attention_openblas(benchmark::State &st)
     int threads = (int)st.range(6);
     openblas_set_num_threads(threads);
     Buf q((size_t)(B * H * lq * d), 11), k((size_t)(B * H * lk * d), 12), v((size_t)(B * H * lk * d), 13),
-        o((size_t)(B * H * lq * d)), S((size_t)(lq * lk));
+        o((size_t)(B * H * lq * d)), S((size_t)(threads * lq * lk));
     View qv{q.data(), {H * lq * d, lq * d, d}}, kv{k.data(), {H * lk * d, lk * d, d}},
         vv{v.data(), {H * lk * d, lk * d, d}};
     const int64_t os[3] = {H * lq * d, lq * d, d};
@@ -155,6 +190,27 @@ void BM_attention_openblas(benchmark::State &st)
     for (auto _ : st) {
         unfused_attention(B, H, lq, lk, d, causal, qv, kv, vv, o.data(), os, S.data(), threads);
         benchmark::ClobberMemory();
+    }
+    if (smoke()) { // the baseline must compute what the library computes
+        mha_attention_args a;
+        std::memset(&a, 0, sizeof a);
+        a.batch = B;
+        a.num_heads = a.num_kv_heads = H;
+        a.len_q = lq;
+        a.len_k = lk;
+        a.head_dim_qk = a.head_dim_v = d;
+        a.q = q.data();
+        a.k = k.data();
+        a.v = v.data();
+        Buf ref(o.size());
+        a.out = ref.data();
+        for (int i = 0; i < 3; i++) {
+            a.q_stride[i] = a.out_stride[i] = os[i];
+            a.k_stride[i] = a.v_stride[i] = kv.s[i];
+        }
+        a.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
+        if (mha_reference_attention(&a) != MHA_OK || max_diff(o, ref) > 1e-4f)
+            st.SkipWithError("attention_openblas disagrees with mha_reference_attention");
     }
     st.SetLabel(label("openblas", best_name(), threads));
     set_counters(st, timer.seconds(), attention_flops(B, H, lq, lk, d, causal), attention_bytes(B, H, lq, lk, d),
@@ -172,7 +228,7 @@ void BM_forward_openblas(benchmark::State &st)
     Buf x((size_t)(BL * E), 21), w_in((size_t)(3 * E * E), 22, 1.0f / std::sqrt((float)E)),
         b_in((size_t)(3 * E), 23, 0.1f), w_out((size_t)(E * E), 24, 1.0f / std::sqrt((float)E)),
         b_out((size_t)E, 25, 0.1f), qkv((size_t)(BL * 3 * E)), cat((size_t)(BL * E)), out((size_t)(BL * E)),
-        S((size_t)(L * L));
+        S((size_t)(threads * L * L));
     View qv{qkv.data(), {L * 3 * E, d, 3 * E}}, kv{qkv.data() + E, {L * 3 * E, d, 3 * E}},
         vv{qkv.data() + 2 * E, {L * 3 * E, d, 3 * E}};
     const int64_t os[3] = {L * E, d, E};
@@ -186,6 +242,27 @@ void BM_forward_openblas(benchmark::State &st)
                     w_out.data(), (int)E, 0.0f, out.data(), (int)E);
         add_bias(out.data(), b_out.data(), BL, E, threads);
         benchmark::ClobberMemory();
+    }
+    if (smoke()) {
+        mha_config cfg = mha_config_default(E, H);
+        cfg.has_bias = 1;
+        cfg.has_out_proj = 1;
+        mha_weights w;
+        std::memset(&w, 0, sizeof w);
+        w.in_proj_weight = w_in.data();
+        w.in_proj_bias = b_in.data();
+        w.out_weight = w_out.data();
+        w.out_bias = b_out.data();
+        Buf ref(out.size());
+        mha_forward_args a;
+        std::memset(&a, 0, sizeof a);
+        a.batch = B;
+        a.len_q = a.len_k = L;
+        a.query = x.data();
+        a.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
+        a.out = ref.data();
+        if (mha_reference_forward(&cfg, &w, &a) != MHA_OK || max_diff(out, ref) > 1e-3f)
+            st.SkipWithError("forward_openblas disagrees with mha_reference_forward");
     }
     st.SetLabel(label("openblas", best_name(), threads));
     set_counters(st, timer.seconds(), forward_flops(B, L, E, H, causal), forward_bytes(B, L, E),
