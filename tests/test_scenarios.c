@@ -58,6 +58,15 @@ static float *pool_floats(pool *pl, size_t n)
     return pool_keep(pl, calloc(n ? n : 1, sizeof(float)));
 }
 
+/* n floats preset to NaN: an output element the library forgets to write shows. */
+static float *pool_nans(pool *pl, size_t n)
+{
+    float *x = pool_floats(pl, n);
+    for (size_t i = 0; i < n; i++)
+        x[i] = NAN;
+    return x;
+}
+
 static void pool_free(pool *pl)
 {
     for (int i = 0; i < pl->n; i++)
@@ -131,7 +140,7 @@ static float *run_fast(pool *pl, const mha_config *cfg, const mha_weights *w,
     ck_assert_msg(st == MHA_OK, "mha_model_config: %s", mha_status_message(st));
     int64_t lk = args->key ? args->len_k : args->len_q;
     size_t count = (size_t)(args->batch * args->len_q * e.out_dim);
-    float *out = pool_floats(pl, count);
+    float *out = pool_nans(pl, count);
     size_t bytes = 0;
     st = mha_forward_workspace_size(model, args->batch, args->len_q, lk, args->num_threads, &bytes);
     ck_assert_msg(st == MHA_OK, "workspace size: %s", mha_status_message(st));
@@ -154,7 +163,7 @@ static float *run_ref(pool *pl, const mha_config *cfg, const mha_weights *w,
                       const mha_forward_args *args)
 {
     dims d = dims_of(cfg);
-    float *out = pool_floats(pl, (size_t)(args->batch * args->len_q * d.O));
+    float *out = pool_nans(pl, (size_t)(args->batch * args->len_q * d.O));
     mha_forward_args a = *args;
     a.out = out;
     mha_status st = mha_reference_forward(cfg, w, &a);
@@ -276,7 +285,7 @@ START_TEST(test_one_head_dk2_dv3)
 END_TEST
 
 /* (c) 8-head self-attention, E = 64, L = 16, W_o, a boolean mask [Lq, Lk]; row 5
- * may attend to nothing, so its output is exactly b_o. */
+ * may attend to nothing, so its output is exactly b_o (exactly 0 without W_o). */
 START_TEST(test_eight_heads_bool_mask_masked_row)
 {
     pool pl = {0};
@@ -293,6 +302,16 @@ START_TEST(test_eight_heads_bool_mask_masked_row)
     for (int64_t b = 0; b < B; b++)
         ck_assert_msg(memcmp(out + (b * L + dead) * E, w.out_bias, (size_t)E * sizeof(float)) == 0,
                       "batch %d: the fully masked row is not exactly b_o", (int)b);
+
+    /* without W_o the same row is exactly zero (outputs start as NaN) */
+    c.has_out_proj = 0;
+    w.out_weight = w.out_bias = NULL;
+    out = check_vs_ref(&pl, "8 heads bool mask no out proj", &c, &w, &a, TOL_SMALL, NULL);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t i = 0; i < E; i++)
+            ck_assert_msg(out[(b * L + dead) * E + i] == 0.0f,
+                          "batch %d: fully masked row, element %d is %g, not 0", (int)b, (int)i,
+                          (double)out[(b * L + dead) * E + i]);
     pool_free(&pl);
 }
 END_TEST
