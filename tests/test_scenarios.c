@@ -317,14 +317,15 @@ START_TEST(test_eight_heads_bool_mask_masked_row)
 END_TEST
 
 /* (d) cross-attention of x [B, Lx, D] over a context [B, Lc, D] with key
- * lengths; then kdim/vdim != D with separate key and value tensors. The padded
+ * lengths (one of them 0); then kdim/vdim != D with separate key and value
+ * tensors. The padded
  * keys must not be read: changing them leaves the output bitwise unchanged. */
 START_TEST(test_cross_attention_key_padding)
 {
     pool pl = {0};
     test_rng r = test_rng_seed(104);
-    const int64_t B = 3, Lx = 5, Lc = 11, D = 32;
-    int32_t kl[3] = {11, 4, 1};
+    const int64_t B = 4, Lx = 5, Lc = 11, D = 32;
+    int32_t kl[4] = {11, 4, 0, 1}; /* batch 2 has no key: its rows are exactly b_o */
     for (int variant = 0; variant < 2; variant++) {
         mha_config c = mha_config_default(D, 4);
         if (variant) {
@@ -344,6 +345,9 @@ START_TEST(test_cross_attention_key_padding)
         ck_assert_int_eq(e.kdim, d.kdim);
         ck_assert_int_eq(e.vdim, d.vdim);
         ck_assert_int_eq(e.out_dim, D);
+        for (int64_t i = 0; i < Lx; i++)
+            ck_assert_msg(memcmp(out + (2 * Lx + i) * D, w.out_bias, (size_t)D * sizeof(float)) == 0,
+                          "%s: batch 2 (key length 0) row %d is not b_o", what, (int)i);
 
         /* scribble over the padding of key and value (a copy when they alias) */
         float *k2 = pool_keep(&pl, malloc((size_t)(B * Lc * d.kdim) * sizeof(float)));
