@@ -32,8 +32,8 @@ typedef struct mha_kernels {
      * 2^-149 round to denormals or 0, exp(x > 88.7228) = +inf, NaN stays NaN. The
      * same algorithm on every ISA (not libm), so results agree to an ulp. */
     void (*f32_exp)(const float *x, float *y, size_t n);
-    /* max of x[0..n), n >= 1; -inf if every element is -inf. With a NaN in x the
-     * result is unspecified (exp_sub_sum then propagates the NaN anyway). */
+    /* max of x[0..n), n >= 1; -inf if every element is -inf; NaN if any element is
+     * NaN (so a NaN row is never mistaken for a fully masked one). */
     float (*f32_rowmax)(const float *x, size_t n);
     /* y[i] = exp(x[i] - sub), returns the sum of the y[i]; x == y allowed.
      * The engine passes a finite sub (the row max); x[i] == -inf gives 0. A NaN

@@ -55,7 +55,7 @@ static float mha_f32_rowmax__scalar(const float *x, size_t n)
 {
     float m = x[0];
     for (size_t i = 1; i < n; i++)
-        m = x[i] > m ? x[i] : m;
+        m = (x[i] > m || x[i] != x[i]) ? x[i] : m; /* a NaN, once taken, stays */
     return m;
 }
 

@@ -282,6 +282,18 @@ START_TEST(test_rowmax)
         for (size_t i = 0; i < n; i++)
             x[i] = -1e30f - (float)i;
         FAIL_IF(!(k->f32_rowmax(x, n) == -1e30f), "%s: rowmax negatives n=%zu", k->name, n);
+        /* A NaN anywhere (among -inf, or among finite values) gives NaN. */
+        size_t nan_at[3] = {0, n / 2, n - 1};
+        for (size_t t = 0; t < 3; t++) {
+            for (size_t i = 0; i < n; i++)
+                x[i] = (t == 1) ? (float)i : -INFINITY;
+            x[nan_at[t]] = NAN;
+            FAIL_IF(!isnan(k->f32_rowmax(x, n)), "%s: rowmax hid a NaN at %zu, n=%zu", k->name,
+                    nan_at[t], n);
+        }
+        for (size_t i = 0; i < n; i++)
+            x[i] = NAN;
+        FAIL_IF(!isnan(k->f32_rowmax(x, n)), "%s: rowmax of NaNs n=%zu", k->name, n);
     }
     release(x);
 }

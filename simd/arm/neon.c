@@ -69,6 +69,7 @@ static void mha_f32_exp__neon(const float *x, float *y, size_t n)
         store_tail(y + i, n - i, exp4(load_tail(x + i, n - i, 0.0f)));
 }
 
+/* FMAX and FMAXV return NaN when any operand is NaN: NaN propagates by itself. */
 static float mha_f32_rowmax__neon(const float *x, size_t n)
 {
     float32x4_t m0 = vdupq_n_f32(-INFINITY), m1 = m0;

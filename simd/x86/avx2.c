@@ -80,20 +80,29 @@ static void mha_f32_exp__avx2(const float *x, float *y, size_t n)
 
 static float mha_f32_rowmax__avx2(const float *x, size_t n)
 {
+    /* maxps drops NaN depending on operand order: NaN lanes are tracked apart. */
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    __m256 m0 = ninf, m1 = ninf;
+    __m256 m0 = ninf, m1 = ninf, nan = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
-        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+        __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+        m0 = _mm256_max_ps(m0, v0);
+        m1 = _mm256_max_ps(m1, v1);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v0, v1, _CMP_UNORD_Q));
     }
-    for (; i + 8 <= n; i += 8)
-        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        m0 = _mm256_max_ps(m0, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
     if (i < n) {
         __m256i m = tail_mask(n - i);
         __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + i, m), _mm256_castsi256_ps(m));
         m1 = _mm256_max_ps(m1, v);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
     }
+    if (_mm256_movemask_ps(nan))
+        return NAN;
     return hmax8(_mm256_max_ps(m0, m1));
 }
 
@@ -206,14 +215,8 @@ static void mha_f32_gemm_6x16__avx2(size_t m, size_t n, size_t k, const float *a
         av = _mm256_broadcast_ss(a5 + (p));                                           \
         c50 = _mm256_fmadd_ps(av, b0, c50), c51 = _mm256_fmadd_ps(av, b1, c51);       \
     } while (0)
-    size_t p = 0;
-    for (; p + 4 <= k; p += 4) {
-        STEP(p);
-        STEP(p + 1);
-        STEP(p + 2);
-        STEP(p + 3);
-    }
-    for (; p < k; p++)
+    /* Unrolling by hand made gcc rotate accumulators and spill row pointers. */
+    for (size_t p = 0; p < k; p++)
         STEP(p);
 #undef STEP
 

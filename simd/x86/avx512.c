@@ -65,15 +65,24 @@ static void mha_f32_exp__avx512(const float *x, float *y, size_t n)
 
 static float mha_f32_rowmax__avx512(const float *x, size_t n)
 {
+    /* maxps drops NaN depending on operand order: NaN lanes are tracked apart. */
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     __m512 m0 = ninf, m1 = ninf;
+    __mmask16 nan = 0;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
-        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+        __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
+        m0 = _mm512_max_ps(m0, v0);
+        m1 = _mm512_max_ps(m1, v1);
+        nan |= _mm512_cmp_ps_mask(v0, v1, _CMP_UNORD_Q);
     }
-    for (; i < n; i += 16)
-        m0 = _mm512_max_ps(m0, _mm512_mask_loadu_ps(ninf, tail_mask(n - i), x + i));
+    for (; i < n; i += 16) {
+        __m512 v = _mm512_mask_loadu_ps(ninf, tail_mask(n - i), x + i);
+        m0 = _mm512_max_ps(m0, v);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    if (nan)
+        return NAN;
     return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
 }
 
@@ -178,14 +187,8 @@ static void mha_f32_gemm_8x32__avx512(size_t m, size_t n, size_t k, const float 
         ROW(a6, c60, c61);                                                \
         ROW(a7, c70, c71);                                                \
     } while (0)
-    size_t q = 0;
-    for (; q + 4 <= k; q += 4) {
-        STEP(q);
-        STEP(q + 1);
-        STEP(q + 2);
-        STEP(q + 3);
-    }
-    for (; q < k; q++)
+    /* Unrolling by hand made gcc rotate accumulators and spill row pointers. */
+    for (size_t q = 0; q < k; q++)
         STEP(q);
 #undef STEP
 #undef ROW
