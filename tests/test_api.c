@@ -958,6 +958,49 @@ START_TEST(test_attention_broadcast_overflow)
 }
 END_TEST
 
+/* FAILS: see report */
+/* The workspace "must not overlap inputs or output" (mha.h), and the entries
+ * refuse a workspace overlapping q/k/v/query/key/value with MHA_ERR_ALIAS. The
+ * masks and key lengths are inputs too: the call writes scratch over them and
+ * then reads them, so it must refuse them the same way. */
+START_TEST(test_workspace_overlapping_mask)
+{
+    fcall c;
+    fcall_init(&c);
+    char *wsbig = xmalloc(c.ws_bytes + 4096);
+    memset(wsbig, 1, c.ws_bytes + 4096); /* all-ones bytes: a valid bool mask */
+    mha_forward_args a = c.a;
+    a.mask.bool_mask = (mha_mask_tensor){wsbig + 256, 24, 12, 4}; /* inside the workspace */
+    expect_forward(&c, &a, wsbig, c.ws_bytes, 0, MHA_ERR_ALIAS, "workspace overlapping the bool mask");
+    a = c.a;
+    memset(wsbig, 0, c.ws_bytes + 4096); /* zeros: a valid float mask */
+    a.mask.float_mask = (mha_mask_tensor){wsbig + c.ws_bytes - 8, 24, 12, 4};
+    expect_forward(&c, &a, wsbig, c.ws_bytes, 0, MHA_ERR_ALIAS, "workspace overlapping the float mask");
+    a = c.a;
+    const int32_t kl[2] = {4, 4};
+    memcpy(wsbig + 64, kl, sizeof kl);
+    a.mask.key_lengths = (const int32_t *)(void *)(wsbig + 64);
+    expect_forward(&c, &a, wsbig, c.ws_bytes, 0, MHA_ERR_ALIAS, "workspace overlapping key_lengths");
+    free(wsbig);
+    fcall_free(&c);
+
+    acall d;
+    acall_init(&d);
+    wsbig = xmalloc(d.ws_bytes + 4096);
+    memset(wsbig, 1, d.ws_bytes + 4096);
+    mha_attention_args b = d.a;
+    b.mask.bool_mask = (mha_mask_tensor){wsbig + 128, 120, 30, 6};
+    expect_attention(&d, &b, wsbig, d.ws_bytes, 0, MHA_ERR_ALIAS, "workspace overlapping the bool mask");
+    b = d.a;
+    const int32_t kl2[2] = {6, 6};
+    memcpy(wsbig + 64, kl2, sizeof kl2);
+    b.mask.key_lengths = (const int32_t *)(void *)(wsbig + 64);
+    expect_attention(&d, &b, wsbig, d.ws_bytes, 0, MHA_ERR_ALIAS, "workspace overlapping key_lengths");
+    free(wsbig);
+    acall_free(&d);
+}
+END_TEST
+
 /* ---------------------------------------------------- positional encoding */
 
 static double pe_formula(int64_t pos, int64_t col, int64_t dim)
@@ -1269,6 +1312,7 @@ Suite *suite_api(void)
     tcase_add_test(tc, test_forward_workspace_size_args);
     tcase_add_test(tc, test_attention_bad_args);
     tcase_add_test(tc, test_attention_broadcast_overflow);
+    tcase_add_test(tc, test_workspace_overlapping_mask);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("posenc");
