@@ -26,23 +26,34 @@ double read_gbps(int threads);                // nearest measured thread count
 mha_isa best_measured_isa();
 
 // ---------------------------------------------------------------- counters
-// Wall time of the timed loop (constructed just before `for (auto _ : st)`).
+double process_cpu_seconds();
+
+// Wall and process CPU time of the timed loop (constructed just before
+// `for (auto _ : st)`), for a run on `threads` threads.
 class LoopTimer {
   public:
-    LoopTimer() : t0_(std::chrono::steady_clock::now()) {}
+    explicit LoopTimer(int threads)
+        : t0_(std::chrono::steady_clock::now()), c0_(process_cpu_seconds()), threads_(threads)
+    {
+    }
     double seconds() const
     {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     }
+    double cpu_seconds() const { return process_cpu_seconds() - c0_; }
+    int threads() const { return threads_; }
 
   private:
     std::chrono::steady_clock::time_point t0_;
+    double c0_;
+    int threads_;
 };
-// Sets GFLOPS (GFLOP/s), peak_pct (100 * GFLOPS / `peak`; omitted if peak <= 0) and
-// GBps (omitted if bytes == 0) from per-iteration work and the loop's wall time.
-// Plain values (not the library's rate counters) so the printed numbers are
-// exactly GFLOP/s, % and GB/s.
-void set_counters(benchmark::State &st, double seconds, double flops, double bytes, double peak);
+// Sets GFLOPS (GFLOP/s from wall time), GFLOPS_cpu (flops per process CPU second
+// times threads: what the run would do on an idle machine, since time other
+// processes take is not counted; spin-waiting is), peak_pct (100 * GFLOPS / `peak`;
+// omitted if peak <= 0) and GBps (omitted if bytes == 0). Plain values (not the
+// library's rate counters) so the printed numbers are exactly GFLOP/s, % and GB/s.
+void set_counters(benchmark::State &st, const LoopTimer &timer, double flops, double bytes, double peak);
 std::string label(const char *what, const char *isa, int threads);
 
 // ------------------------------------------------------------------ buffers

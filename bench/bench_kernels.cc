@@ -30,14 +30,14 @@ void BM_exp(benchmark::State &st, mha_isa isa)
         return;
     size_t n = (size_t)st.range(0);
     Buf x(n, 1, 8.0f), y(n);
-    const LoopTimer timer;
+    const LoopTimer timer(1);
     for (auto _ : st) {
         k->f32_exp(x.data(), y.data(), n);
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("kernel", k->name, 1));
-    set_counters(st, timer.seconds(), (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
+    set_counters(st, timer, (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
 }
 
 // One softmax row as the attention driver does it: max, exp(x - max) with sum, scale.
@@ -48,7 +48,7 @@ void BM_softmax(benchmark::State &st, mha_isa isa)
         return;
     size_t n = (size_t)st.range(0);
     Buf x(n, 2, 8.0f), y(n);
-    const LoopTimer timer;
+    const LoopTimer timer(1);
     for (auto _ : st) {
         float m = k->f32_rowmax(x.data(), n);
         float s = k->f32_exp_sub_sum(x.data(), m, y.data(), n);
@@ -57,7 +57,7 @@ void BM_softmax(benchmark::State &st, mha_isa isa)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("kernel", k->name, 1));
-    set_counters(st, timer.seconds(), 4.0 * (double)n, 20.0 * (double)n, peak_gflops(isa, 1));
+    set_counters(st, timer, 4.0 * (double)n, 20.0 * (double)n, peak_gflops(isa, 1));
 }
 
 // The microkernel on one full mr x nr tile, A and packed B in cache.
@@ -69,7 +69,7 @@ void BM_gemm_tile(benchmark::State &st, mha_isa isa)
     size_t kk = (size_t)st.range(0), mr = k->gemm_mr, nr = k->gemm_nr;
     Buf a(mr * kk, 3), w(nr * kk, 4), bp(nr * kk), c(mr * nr);
     k->f32_pack_b_nk(nr, kk, w.data(), kk, bp.data());
-    const LoopTimer timer;
+    const LoopTimer timer(1);
     for (auto _ : st) {
         k->f32_gemm(mr, nr, kk, a.data(), kk, bp.data(), c.data(), nr, nullptr, 0);
         benchmark::DoNotOptimize(c.data());
@@ -77,7 +77,7 @@ void BM_gemm_tile(benchmark::State &st, mha_isa isa)
     }
     st.SetLabel(label(("kernel mr=" + std::to_string(mr) + " nr=" + std::to_string(nr)).c_str(),
                       k->name, 1));
-    set_counters(st, timer.seconds(), 2.0 * (double)(mr * nr * kk), 4.0 * (double)((mr + nr) * kk), peak_gflops(isa, 1));
+    set_counters(st, timer, 2.0 * (double)(mr * nr * kk), 4.0 * (double)((mr + nr) * kk), peak_gflops(isa, 1));
 }
 
 // C[M, N] = A[M, K] W[N, K]^T + bias through the engine's packed projection driver.
@@ -106,13 +106,13 @@ void BM_gemm_proj(benchmark::State &st, mha_isa isa)
     job.c = c.data();
     job.ldc = n;
     job.m = m;
-    const LoopTimer timer;
+    const LoopTimer timer(threads);
     for (auto _ : st) {
         mha_gemm_run(k, &job, 1, threads);
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("mha", k->name, threads));
-    set_counters(st, timer.seconds(), 2.0 * (double)m * (double)n * (double)kk,
+    set_counters(st, timer, 2.0 * (double)m * (double)n * (double)kk,
                  4.0 * ((double)m * (double)kk + (double)n * (double)kk + (double)m * (double)n),
                  peak_gflops(isa, threads));
 }
@@ -126,7 +126,7 @@ void BM_pack(benchmark::State &st, mha_isa isa, bool nk)
     size_t n = (size_t)st.range(0), kk = (size_t)st.range(1), nr = k->gemm_nr;
     size_t out = (n + nr - 1) / nr * nr * kk;
     Buf src(n * kk, 8), dst(out);
-    const LoopTimer timer;
+    const LoopTimer timer(1);
     for (auto _ : st) {
         if (nk)
             k->f32_pack_b_nk(n, kk, src.data(), kk, dst.data());

@@ -62,13 +62,13 @@ void BM_attention(benchmark::State &st)
         st.SkipWithError(mha_status_message(s));
         return;
     }
-    const LoopTimer timer;
+    const LoopTimer timer(threads);
     for (auto _ : st) {
         mha_attention(&a.args, w.data(), ws);
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("mha", active_name(), threads));
-    set_counters(st, timer.seconds(), attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
+    set_counters(st, timer, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
                  peak_gflops(mha_active_isa(), threads));
 }
 
@@ -77,7 +77,7 @@ void BM_attention_reference(benchmark::State &st)
     int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
     bool causal = st.range(5) != 0;
     AttnData a(b, h, lq, lk, d, causal, 1);
-    const LoopTimer timer;
+    const LoopTimer timer(1);
     for (auto _ : st) {
         mha_status s = mha_reference_attention(&a.args);
         if (s != MHA_OK) {
@@ -87,7 +87,7 @@ void BM_attention_reference(benchmark::State &st)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("reference(float64)", "scalar", 1));
-    set_counters(st, timer.seconds(), attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
+    set_counters(st, timer, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
                  peak_gflops(MHA_ISA_SCALAR, 1));
 }
 
@@ -140,14 +140,14 @@ void BM_forward(benchmark::State &st)
         st.SkipWithError(mha_status_message(s));
         return;
     }
-    const LoopTimer timer;
+    const LoopTimer timer(threads);
     for (auto _ : st) {
         mha_forward(model, &f.args, w.data(), ws);
         benchmark::ClobberMemory();
     }
     mha_model_destroy(model);
     st.SetLabel(label("mha", active_name(), threads));
-    set_counters(st, timer.seconds(), forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
+    set_counters(st, timer, forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
                  peak_gflops(mha_active_isa(), threads));
 }
 
@@ -156,7 +156,7 @@ void BM_forward_reference(benchmark::State &st)
     int64_t b = st.range(0), l = st.range(1), e = st.range(2), h = st.range(3);
     bool causal = st.range(4) != 0;
     FwdData f(b, l, e, h, causal, 1);
-    const LoopTimer timer;
+    const LoopTimer timer(1);
     for (auto _ : st) {
         mha_status s = mha_reference_forward(&f.cfg, &f.wts, &f.args);
         if (s != MHA_OK) {
@@ -166,7 +166,7 @@ void BM_forward_reference(benchmark::State &st)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("reference(float64)", "scalar", 1));
-    set_counters(st, timer.seconds(), forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
+    set_counters(st, timer, forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
                  peak_gflops(MHA_ISA_SCALAR, 1));
 }
 

@@ -186,7 +186,7 @@ void BM_attention_openblas(benchmark::State &st)
     View qv{q.data(), {H * lq * d, lq * d, d}}, kv{k.data(), {H * lk * d, lk * d, d}},
         vv{v.data(), {H * lk * d, lk * d, d}};
     const int64_t os[3] = {H * lq * d, lq * d, d};
-    const LoopTimer timer;
+    const LoopTimer timer(threads);
     for (auto _ : st) {
         unfused_attention(B, H, lq, lk, d, causal, qv, kv, vv, o.data(), os, S.data(), threads);
         benchmark::ClobberMemory();
@@ -213,7 +213,7 @@ void BM_attention_openblas(benchmark::State &st)
             st.SkipWithError("attention_openblas disagrees with mha_reference_attention");
     }
     st.SetLabel(label("openblas", best_name(), threads));
-    set_counters(st, timer.seconds(), attention_flops(B, H, lq, lk, d, causal), attention_bytes(B, H, lq, lk, d),
+    set_counters(st, timer, attention_flops(B, H, lq, lk, d, causal), attention_bytes(B, H, lq, lk, d),
                  peak_gflops(best_measured_isa(), threads));
     settle();
 }
@@ -232,7 +232,7 @@ void BM_forward_openblas(benchmark::State &st)
     View qv{qkv.data(), {L * 3 * E, d, 3 * E}}, kv{qkv.data() + E, {L * 3 * E, d, 3 * E}},
         vv{qkv.data() + 2 * E, {L * 3 * E, d, 3 * E}};
     const int64_t os[3] = {L * E, d, E};
-    const LoopTimer timer;
+    const LoopTimer timer(threads);
     for (auto _ : st) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BL, (int)(3 * E), (int)E, 1.0f, x.data(), (int)E,
                     w_in.data(), (int)E, 0.0f, qkv.data(), (int)(3 * E));
@@ -265,7 +265,7 @@ void BM_forward_openblas(benchmark::State &st)
             st.SkipWithError("forward_openblas disagrees with mha_reference_forward");
     }
     st.SetLabel(label("openblas", best_name(), threads));
-    set_counters(st, timer.seconds(), forward_flops(B, L, E, H, causal), forward_bytes(B, L, E),
+    set_counters(st, timer, forward_flops(B, L, E, H, causal), forward_bytes(B, L, E),
                  peak_gflops(best_measured_isa(), threads));
     settle();
 }
@@ -277,7 +277,7 @@ void BM_proj_openblas(benchmark::State &st)
     int threads = (int)st.range(3);
     openblas_set_num_threads(threads);
     Buf a((size_t)(m * kk), 5), w((size_t)(n * kk), 6, 0.05f), bias((size_t)n, 7), c((size_t)(m * n));
-    const LoopTimer timer;
+    const LoopTimer timer(threads);
     for (auto _ : st) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)kk, 1.0f, a.data(), (int)kk,
                     w.data(), (int)kk, 0.0f, c.data(), (int)n);
@@ -285,7 +285,7 @@ void BM_proj_openblas(benchmark::State &st)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("openblas", best_name(), threads));
-    set_counters(st, timer.seconds(), 2.0 * (double)m * (double)n * (double)kk,
+    set_counters(st, timer, 2.0 * (double)m * (double)n * (double)kk,
                  4.0 * ((double)m * (double)kk + (double)n * (double)kk + (double)m * (double)n),
                  peak_gflops(best_measured_isa(), threads));
     settle();

@@ -38,15 +38,18 @@ float mhab_read_neon(const float *x, size_t n);
 /* 1 if this CPU can run the loops of an ISA ("avx2", "avx512", "neon"; "scalar" is always 1). */
 int mhab_cpu_has(const char *isa);
 
-/* GFLOP/s of fn run by `threads` threads at once (each runs it), timed over about
- * `seconds`; best of `reps` runs. */
-double mhab_measure_fma(mhab_fma_fn fn, int threads, double seconds, int reps);
+/* GFLOP/s of fn run by `threads` threads at once (each runs it for about `seconds`),
+ * best of `reps` runs: the sum over threads of flops / that thread's CPU time, which
+ * other processes on a shared machine do not lower. *wall (if not NULL) gets the
+ * best wall-clock figure, which they do. Equal on an idle machine. */
+double mhab_measure_fma(mhab_fma_fn fn, int threads, double seconds, int reps, double *wall);
 
 /* A buffer of n floats (n a multiple of 128 * threads), first touched by `threads`
  * threads the way the read loop later splits it. NULL on failure; free with free(). */
 float *mhab_alloc_read_buffer(size_t n, int threads);
-/* GB/s of reading buf (n floats) split evenly over `threads`; best of `reps`. */
-double mhab_measure_read(mhab_read_fn fn, const float *buf, size_t n, int threads, int reps);
+/* GB/s of reading buf (n floats) split evenly over `threads`; best of `reps`;
+ * per-thread CPU time based, *wall as for mhab_measure_fma. */
+double mhab_measure_read(mhab_read_fn fn, const float *buf, size_t n, int threads, int reps, double *wall);
 
 #ifdef __cplusplus
 }
