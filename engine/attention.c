@@ -36,11 +36,34 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s)
     return t;
 }
 
-size_t mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads)
+bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads,
+                                 size_t *bytes)
 {
+    /* Packed K and V hold every key of every (batch, kv head), even when the caller
+     * broadcast them with zero strides: bound that before tiles_for multiplies. */
+    int64_t nr = (int64_t)kern->gemm_nr, kv, per;
+    if (!mha_mul3(s->batch * s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &kv) ||
+        kv > MHA_MAX_ELEMS)
+        return false;
     tiles t = tiles_for(kern, s);
-    size_t kv = (size_t)(s->batch * s->kv_heads) * mha_round_up((t.k_floats + t.v_floats) * sizeof(float));
-    return kv + (size_t)threads * t.thread_floats * sizeof(float) + MHA_ALIGN;
+    int64_t stride = (int64_t)(mha_round_up((t.k_floats + t.v_floats) * sizeof(float)));
+    if (!mha_mul(s->batch * s->kv_heads, stride, &kv) ||
+        !mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
+        !mha_add(kv, per + MHA_ALIGN, &kv) || kv > MHA_MAX_ELEMS)
+        return false;
+    *bytes = (size_t)kv;
+    return true;
+}
+
+/* Row i may see keys j <= i + causal_offset; clamped to where it still matters, so
+ * that any int64 offset is safe to add. */
+static int64_t causal_offset(const mha_attn_problem *p)
+{
+    int64_t off = p->mask->causal == MHA_CAUSAL_EXPLICIT ? p->mask->causal_offset
+                                                          : p->s.len_k - p->s.len_q;
+    if (off > p->s.len_k)
+        return p->s.len_k;
+    return off < -p->s.len_q - 1 ? -p->s.len_q - 1 : off;
 }
 
 /* Last key (exclusive) that any row of [i0, i0 + mq) of batch b may see. */
@@ -50,9 +73,7 @@ static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t
     if (p->mask->key_lengths && p->mask->key_lengths[b] < end)
         end = p->mask->key_lengths[b];
     if (p->mask->causal != MHA_CAUSAL_NONE) {
-        int64_t off = p->mask->causal == MHA_CAUSAL_EXPLICIT ? p->mask->causal_offset
-                                                              : p->s.len_k - p->s.len_q;
-        int64_t last = i0 + mq - 1 + off + 1; /* keys j <= i + off */
+        int64_t last = i0 + mq + causal_offset(p); /* row i0 + mq - 1 sees j <= that + offset */
         if (last < end)
             end = last;
     }
@@ -60,28 +81,22 @@ static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t
 }
 
 /* Scales row i of the score block and applies every mask to keys [j0, j0 + n). */
-static void scale_and_mask(const mha_attn_problem *p, int64_t b, int64_t h, int64_t i, int64_t j0,
-                           float *srow, int64_t n)
+static void scale_and_mask(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
+                           int64_t i, int64_t j0, float *srow, int64_t n)
 {
     const mha_mask *m = p->mask;
-    for (int64_t j = 0; j < n; j++)
-        srow[j] *= p->scale;
-    if (m->float_mask.data) {
-        const float *f = (const float *)m->float_mask.data + b * m->float_mask.stride_b +
-                         h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0;
-        for (int64_t j = 0; j < n; j++)
-            srow[j] += f[j];
-    }
-    if (m->bool_mask.data) {
-        const uint8_t *u = (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +
-                           h * m->bool_mask.stride_h + i * m->bool_mask.stride_q + j0;
-        for (int64_t j = 0; j < n; j++)
-            if (!u[j])
-                srow[j] = -INFINITY;
-    }
+    const float *add = NULL;
+    if (m->float_mask.data)
+        add = (const float *)m->float_mask.data + b * m->float_mask.stride_b +
+              h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0;
+    kern->f32_scale_add(srow, p->scale, add, (size_t)n);
+    if (m->bool_mask.data)
+        kern->f32_mask_u8(srow,
+                          (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +
+                              h * m->bool_mask.stride_h + i * m->bool_mask.stride_q + j0,
+                          (size_t)n);
     if (m->causal != MHA_CAUSAL_NONE) {
-        int64_t off = m->causal == MHA_CAUSAL_EXPLICIT ? m->causal_offset : p->s.len_k - p->s.len_q;
-        int64_t first_masked = i + off + 1 - j0; /* local index of the first hidden key */
+        int64_t first_masked = i + causal_offset(p) + 1 - j0; /* local index of the first hidden key */
         for (int64_t j = first_masked < 0 ? 0 : first_masked; j < n; j++)
             srow[j] = -INFINITY;
     }
@@ -145,7 +160,7 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
         /* Online softmax; P overwrites S. */
         for (int64_t r = 0; r < mq; r++) {
             float *srow = S + r * t->bk;
-            scale_and_mask(p, b, h, i0 + r, kb, srow, nk);
+            scale_and_mask(kern, p, b, h, i0 + r, kb, srow, nk);
             float mnew = kern->f32_rowmax(srow, (size_t)nk);
             if (mrow[r] > mnew)
                 mnew = mrow[r];
@@ -211,8 +226,9 @@ mha_status mha_attention_workspace_size(const mha_attention_args *args, size_t *
     mha_status st = mha_attention_check(args, &s, &scale);
     if (st != MHA_OK)
         return st;
-    *bytes = mha_attention_scratch_bytes(mha_kernels_active(), &s, mha_threads(args->num_threads));
-    return MHA_OK;
+    return mha_attention_scratch_bytes(mha_kernels_active(), &s, mha_threads(args->num_threads), bytes)
+               ? MHA_OK
+               : MHA_ERR_OVERFLOW;
 }
 
 mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t workspace_bytes)
@@ -224,7 +240,10 @@ mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t
         return st;
     const mha_kernels *kern = mha_kernels_active();
     int threads = mha_threads(args->num_threads);
-    if (!workspace || workspace_bytes < mha_attention_scratch_bytes(kern, &s, threads))
+    size_t need;
+    if (!mha_attention_scratch_bytes(kern, &s, threads, &need))
+        return MHA_ERR_OVERFLOW;
+    if (!workspace || workspace_bytes < need)
         return MHA_ERR_WORKSPACE;
     int64_t eq, ek, ev, eo;
     mha_strided_extent(args->q_stride, s.batch, s.heads, s.len_q, s.dk, &eq);
@@ -234,7 +253,8 @@ mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t
     if (mha_ranges_overlap(workspace, workspace_bytes, args->out, (size_t)eo * sizeof(float)) ||
         mha_ranges_overlap(workspace, workspace_bytes, args->q, (size_t)eq * sizeof(float)) ||
         mha_ranges_overlap(workspace, workspace_bytes, args->k, (size_t)ek * sizeof(float)) ||
-        mha_ranges_overlap(workspace, workspace_bytes, args->v, (size_t)ev * sizeof(float)))
+        mha_ranges_overlap(workspace, workspace_bytes, args->v, (size_t)ev * sizeof(float)) ||
+        mha_mask_overlaps(&args->mask, &s, workspace, workspace_bytes))
         return MHA_ERR_ALIAS;
     mha_attn_problem p = {s, scale, args->q, {0}, args->k, {0}, args->v, {0}, args->out, {0}, &args->mask};
     memcpy(p.q_stride, args->q_stride, sizeof p.q_stride);

@@ -26,9 +26,8 @@ static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int6
         !mha_mul3(batch, lq, c->num_heads * c->head_dim_v, &ncat) || nq > MHA_MAX_ELEMS ||
         nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS || ncat > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
-    int64_t kvpad; /* the attention scratch holds packed K and V: bound it first */
-    if (!mha_mul3(batch * c->num_kv_heads, lk + 64, c->head_dim_qk + c->head_dim_v + 64, &kvpad) ||
-        kvpad > MHA_MAX_ELEMS)
+    size_t attn;
+    if (!mha_attention_scratch_bytes(m->kern, &s, threads, &attn))
         return MHA_ERR_OVERFLOW;
     l->s = s;
     l->q = 0;
@@ -36,7 +35,7 @@ static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int6
     l->v = l->k + mha_round_up((size_t)nk * sizeof(float));
     l->cat = l->v + mha_round_up((size_t)nv * sizeof(float));
     l->attn = l->cat + (c->has_out_proj ? mha_round_up((size_t)ncat * sizeof(float)) : 0);
-    l->total = l->attn + mha_attention_scratch_bytes(m->kern, &s, threads) + MHA_ALIGN;
+    l->total = l->attn + attn + MHA_ALIGN;
     return MHA_OK;
 }
 
@@ -80,7 +79,8 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
     if (mha_ranges_overlap(workspace, workspace_bytes, a->out, (size_t)o_elems * sizeof(float)) ||
         mha_ranges_overlap(workspace, workspace_bytes, a->query, (size_t)x_elems * sizeof(float)) ||
         mha_ranges_overlap(workspace, workspace_bytes, a->key, (size_t)(a->batch * lk * c->kdim) * sizeof(float)) ||
-        mha_ranges_overlap(workspace, workspace_bytes, a->value, (size_t)(a->batch * lk * c->vdim) * sizeof(float)))
+        mha_ranges_overlap(workspace, workspace_bytes, a->value, (size_t)(a->batch * lk * c->vdim) * sizeof(float)) ||
+        mha_mask_overlaps(&a->mask, &l.s, workspace, workspace_bytes))
         return MHA_ERR_ALIAS;
 
     char *base = (char *)(((uintptr_t)workspace + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));

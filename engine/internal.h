@@ -54,6 +54,8 @@ bool mha_strided_disjoint(const int64_t stride[3], int64_t n0, int64_t n1, int64
                           int64_t inner);
 /* True when the byte ranges [a, a+an) and [b, b+bn) overlap. */
 bool mha_ranges_overlap(const void *a, size_t an, const void *b, size_t bn);
+/* True when [p, p+bytes) overlaps any part of the mask. */
+bool mha_mask_overlaps(const mha_mask *m, const mha_shape *s, const void *p, size_t bytes);
 /* Byte extent of a mask tensor (0 if absent). */
 size_t mha_mask_bytes(const mha_mask_tensor *t, size_t elem, const mha_shape *s);
 
@@ -104,7 +106,9 @@ typedef struct mha_attn_problem {
     const mha_mask *mask;
 } mha_attn_problem;
 
-size_t mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads);
+/* Scratch bytes of mha_attention_run; false if the size overflows. */
+bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads,
+                                 size_t *bytes);
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);
 

@@ -44,7 +44,7 @@ static int visible(const mha_mask *m, int64_t lq, int64_t lk, int64_t b, int64_t
         return 0;
     if (m->causal == MHA_CAUSAL_BOTTOM_RIGHT && j > i + (lk - lq))
         return 0;
-    if (m->causal == MHA_CAUSAL_EXPLICIT && j > i + m->causal_offset)
+    if (m->causal == MHA_CAUSAL_EXPLICIT && j - i > m->causal_offset) /* j - i cannot overflow */
         return 0;
     if (m->bool_mask.data) {
         const uint8_t *u = m->bool_mask.data;

@@ -95,6 +95,14 @@ size_t mha_mask_bytes(const mha_mask_tensor *t, size_t elem, const mha_shape *s)
     return (size_t)e * elem;
 }
 
+bool mha_mask_overlaps(const mha_mask *m, const mha_shape *s, const void *p, size_t bytes)
+{
+    return mha_ranges_overlap(p, bytes, m->bool_mask.data, mha_mask_bytes(&m->bool_mask, 1, s)) ||
+           mha_ranges_overlap(p, bytes, m->float_mask.data,
+                              mha_mask_bytes(&m->float_mask, sizeof(float), s)) ||
+           mha_ranges_overlap(p, bytes, m->key_lengths, (size_t)s->batch * sizeof(int32_t));
+}
+
 mha_status mha_mask_check(const mha_mask *m, const mha_shape *s)
 {
     if (m->causal != MHA_CAUSAL_NONE && m->causal != MHA_CAUSAL_BOTTOM_RIGHT &&
@@ -144,10 +152,7 @@ mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, fl
     if (mha_ranges_overlap(a->out, ob, a->q, (size_t)eq * sizeof(float)) ||
         mha_ranges_overlap(a->out, ob, a->k, (size_t)ek * sizeof(float)) ||
         mha_ranges_overlap(a->out, ob, a->v, (size_t)ev * sizeof(float)) ||
-        mha_ranges_overlap(a->out, ob, a->mask.bool_mask.data, mha_mask_bytes(&a->mask.bool_mask, 1, &s)) ||
-        mha_ranges_overlap(a->out, ob, a->mask.float_mask.data,
-                           mha_mask_bytes(&a->mask.float_mask, sizeof(float), &s)) ||
-        mha_ranges_overlap(a->out, ob, a->mask.key_lengths, (size_t)s.batch * sizeof(int32_t)))
+        mha_mask_overlaps(&a->mask, &s, a->out, ob))
         return MHA_ERR_ALIAS;
     *shape = s;
     *scale = a->scale != 0.0f ? a->scale : (float)(1.0 / sqrt((double)s.dk));
@@ -182,10 +187,7 @@ mha_status mha_forward_check(const mha_config *c, const mha_forward_args *a, int
     if (mha_ranges_overlap(a->out, ob, a->query, (size_t)nx * sizeof(float)) ||
         mha_ranges_overlap(a->out, ob, a->key, (size_t)nk * sizeof(float)) ||
         mha_ranges_overlap(a->out, ob, a->value, (size_t)nv * sizeof(float)) ||
-        mha_ranges_overlap(a->out, ob, a->mask.bool_mask.data, mha_mask_bytes(&a->mask.bool_mask, 1, &s)) ||
-        mha_ranges_overlap(a->out, ob, a->mask.float_mask.data,
-                           mha_mask_bytes(&a->mask.float_mask, sizeof(float), &s)) ||
-        mha_ranges_overlap(a->out, ob, a->mask.key_lengths, (size_t)a->batch * sizeof(int32_t)))
+        mha_mask_overlaps(&a->mask, &s, a->out, ob))
         return MHA_ERR_ALIAS;
     return MHA_OK;
 }
