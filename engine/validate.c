@@ -145,6 +145,12 @@ mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, fl
         return MHA_ERR_OVERFLOW;
     if (!mha_strided_disjoint(a->out_stride, s.batch, s.heads, s.len_q, s.dv))
         return MHA_ERR_STRIDE;
+    /* Zero strides let huge logical tensors sit in a few bytes; the dense copies
+     * (packed K/V, the reference's) must still be addressable. */
+    int64_t dense_q, dense_kv;
+    if (!mha_mul3(s.batch * s.heads, s.len_q, s.dk, &dense_q) || dense_q > MHA_MAX_ELEMS ||
+        !mha_mul3(s.batch * s.kv_heads, s.len_k, s.dk + s.dv, &dense_kv) || dense_kv > MHA_MAX_ELEMS)
+        return MHA_ERR_OVERFLOW;
     mha_status st = mha_mask_check(&a->mask, &s);
     if (st != MHA_OK)
         return st;

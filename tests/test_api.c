@@ -930,7 +930,6 @@ START_TEST(test_attention_bad_args)
 }
 END_TEST
 
-/* FAILS: see report */
 /* K/V broadcast through zero strides cost no memory, so the checks on the
  * tensors' extents do not bound Lk * d_k: the workspace size (packed K and V for
  * every key) must still be computed without overflow, or the call refused. */
