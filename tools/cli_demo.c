@@ -153,7 +153,9 @@ int cli_demo(int argc, char **argv)
             cli_usage(stdout);
             return CLI_OK;
         }
-        int *dst = strcmp(f, "--threads") == 0 ? &threads : strcmp(f, "--iters") == 0 ? &iters : NULL;
+        int *dst = strcmp(f, "--threads") == 0 ? &threads
+                   : strcmp(f, "--iters") == 0 ? &iters
+                                                 : NULL;
         if (!dst)
             return cli_bad_arg("demo", f);
         if (!(v = cli_flag_value("demo", argc, argv, &i)) ||

@@ -100,8 +100,9 @@ static int check_dims(const run_files *fs, int id, int ndim, const int64_t *want
     if (ok)
         return 0;
     char got[160], exp[160];
-    return file_err(fs, id, "shape %s does not fit %s = %s", fmt_shape(got, sizeof got, a->ndim, a->shape),
-                    names, fmt_shape(exp, sizeof exp, ndim, want));
+    return file_err(fs, id, "shape %s does not fit %s = %s",
+                    fmt_shape(got, sizeof got, a->ndim, a->shape), names,
+                    fmt_shape(exp, sizeof exp, ndim, want));
 }
 
 /* -------------------------------------------------------------- loading */
@@ -497,7 +498,8 @@ static int compare_expect(const run_opts *o, const problem *p, const int64_t sha
     double rel = cli_rel_err(p->out, e.data, e.count);
     npy_free(&e);
     int pass = rel <= o->tol;
-    printf("max |diff| / max |expected| = %.3g (tol %g): %s\n", rel, o->tol, pass ? "PASS" : "FAIL");
+    printf("max |diff| / max |expected| = %.3g (tol %g): %s\n", rel, o->tol,
+           pass ? "PASS" : "FAIL");
     return pass ? 0 : -1;
 }
 
@@ -516,7 +518,8 @@ static int run_problem(const run_opts *o, const problem *p)
         fprintf(stderr, "mha run: --out %s\n", err);
         return -1;
     }
-    printf("%s %s: isa %s, threads %d, %.3f ms\n", path, fmt_shape(shape_text, sizeof shape_text, 3, shape),
+    printf("%s %s: isa %s, threads %d, %.3f ms\n", path,
+           fmt_shape(shape_text, sizeof shape_text, 3, shape),
            o->reference ? "float64 reference" : mha_isa_name(mha_active_isa()),
            o->reference ? 1 : cli_threads(o->threads), ms);
     return o->expect ? compare_expect(o, p, shape) : 0;

@@ -202,7 +202,9 @@ static int parse_entry(const reporter *r, cursor *c, header *h, unsigned *seen)
         if (*seen & (1u << i))
             return fail(r, "malformed header: '%s' given twice", key);
         *seen |= 1u << i;
-        return i == 0 ? parse_descr(r, c, h) : i == 1 ? parse_fortran(r, c, h) : parse_shape(r, c, h);
+        return i == 0   ? parse_descr(r, c, h)
+               : i == 1 ? parse_fortran(r, c, h)
+                        : parse_shape(r, c, h);
     }
     return fail(r, "malformed header: unexpected key '%s'", key);
 }
