@@ -1,9 +1,10 @@
 /*
- * The whole forward pass: projections on packed weights, flash attention reading
- * Q, K and V in place through strides (no transpose pass), output projection.
+ * The whole forward pass: projections on packed weights, then flash attention
+ * reading Q, K and V in place through strides (no transpose pass), with the output
+ * projection fused into its query blocks (the concatenated heads never go through
+ * memory as a whole).
  * Workspace layout (64-byte aligned slices): Q [B*Lq, H*d_k], K [B*Lk, G*d_k],
- * V [B*Lk, G*d_v], the concatenated heads [B*Lq, H*d_v] (only with an output
- * projection), then the attention scratch.
+ * V [B*Lk, G*d_v], then the attention scratch.
  */
 #include <string.h>
 
@@ -11,7 +12,7 @@
 
 typedef struct fwd_layout {
     mha_shape s;
-    size_t q, k, v, cat, attn, total; /* byte offsets of each slice; total bytes */
+    size_t q, k, v, attn, total; /* byte offsets of each slice; total bytes */
 } fwd_layout;
 
 static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int64_t lk, int threads,
@@ -19,22 +20,20 @@ static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int6
 {
     const mha_config *c = &m->cfg;
     mha_shape s = {batch, c->num_heads, c->num_kv_heads, lq, lk, c->head_dim_qk, c->head_dim_v};
-    int64_t nq, nk, nv, ncat;
+    int64_t nq, nk, nv;
     if (!mha_mul3(batch, lq, c->num_heads * c->head_dim_qk, &nq) ||
         !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_qk, &nk) ||
-        !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_v, &nv) ||
-        !mha_mul3(batch, lq, c->num_heads * c->head_dim_v, &ncat) || nq > MHA_MAX_ELEMS ||
-        nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS || ncat > MHA_MAX_ELEMS)
+        !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_v, &nv) || nq > MHA_MAX_ELEMS ||
+        nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
     size_t attn;
-    if (!mha_attention_scratch_bytes(m->kern, &s, threads, &attn))
+    if (!mha_attention_scratch_bytes(m->kern, &s, c->has_out_proj, threads, &attn))
         return MHA_ERR_OVERFLOW;
     l->s = s;
     l->q = 0;
     l->k = l->q + mha_round_up((size_t)nq * sizeof(float));
     l->v = l->k + mha_round_up((size_t)nk * sizeof(float));
-    l->cat = l->v + mha_round_up((size_t)nv * sizeof(float));
-    l->attn = l->cat + (c->has_out_proj ? mha_round_up((size_t)ncat * sizeof(float)) : 0);
+    l->attn = l->v + mha_round_up((size_t)nv * sizeof(float));
     l->total = l->attn + attn + MHA_ALIGN;
     return MHA_OK;
 }
@@ -96,20 +95,15 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
     };
     mha_gemm_run(model->kern, proj, 3, threads);
 
-    float *cat = c->has_out_proj ? (float *)(base + l.cat) : a->out;
     mha_attn_problem p = {
         l.s, c->scale,
         q, {a->len_q * nq, c->head_dim_qk, nq},
         k, {lk * nk, c->head_dim_qk, nk},
         v, {lk * nv, c->head_dim_v, nv},
-        cat, {a->len_q * ncat, c->head_dim_v, ncat},
+        a->out, {a->len_q * ncat, c->head_dim_v, ncat},
         &a->mask,
+        c->has_out_proj ? &model->o : NULL, a->out,
     };
     mha_attention_run(model->kern, &p, base + l.attn, threads);
-
-    if (c->has_out_proj) {
-        mha_gemm_job out = {cat, ncat, &model->o, a->out, c->out_dim, a->batch * a->len_q};
-        mha_gemm_run(model->kern, &out, 1, threads);
-    }
     return MHA_OK;
 }

@@ -95,20 +95,24 @@ typedef struct mha_gemm_job {
 /* Runs up to a few jobs in one parallel region, tiles of all of them shared out. */
 void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads);
 
-/* The flash attention driver on validated arguments. */
+/* The flash attention driver (engine/flash.c) on validated arguments. */
 typedef struct mha_attn_problem {
     mha_shape s;
     float scale;
     const float *q; int64_t q_stride[3];
     const float *k; int64_t k_stride[3];
     const float *v; int64_t v_stride[3];
-    float *out;     int64_t out_stride[3];
+    float *out;     int64_t out_stride[3]; /* [B, H, Lq, d_v]; unused when out_proj is set */
     const mha_mask *mask;
+    /* Optional fused output projection: final_out [B*Lq, out_proj->n] =
+     * concat_h(O_h) W_o^T + b_o, computed per query block. */
+    const mha_packed *out_proj;
+    float *final_out;
 } mha_attn_problem;
 
 /* Scratch bytes of mha_attention_run; false if the size overflows. */
-bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads,
-                                 size_t *bytes);
+bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bool fused,
+                                 int threads, size_t *bytes);
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);
 

@@ -1,0 +1,293 @@
+/*
+ * Flash-style attention. For one head and one block of query rows, the visible key
+ * range is walked in blocks: S = Q K^T on the GEMM microkernel, scale and mask,
+ * online softmax (running max m and sum l, O rescaled only when m grows),
+ * O += P V on the microkernel, and O / l written once at the end. The Lq x Lk
+ * score matrix never exists.
+ *
+ * K and V are packed for the microkernel in rounds: a round packs as many
+ * (batch, kv head) groups as fit in KV_BUDGET bytes, then runs every task that
+ * reads them, so the scratch stays bounded however long the sequence is.
+ * Tasks: (batch, head, query block) in the plain mode; (batch, query block) with
+ * every head inside when the output projection is fused, so that a block's
+ * concatenated heads are multiplied by W_o while still in cache and the caller's
+ * output rows are written once.
+ *
+ * Every row's arithmetic is fixed by the shape alone (block sizes do not depend
+ * on the thread count), so results do not depend on the thread count.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define KV_BUDGET ((int64_t)4 << 20)
+
+typedef struct tiles {
+    int64_t bq, bk;             /* query rows and keys per block */
+    int64_t q_blocks;
+    int64_t ldo;                /* row stride of the O block: d_v padded to nr */
+    size_t k_floats;            /* packed K of one (batch, kv head) */
+    size_t group_floats;        /* packed K + V of one (batch, kv head), aligned */
+    size_t s_floats, o_floats, ml_floats, cat_floats; /* per-thread slices */
+    size_t thread_floats;
+    int64_t units;              /* (batch, kv head) groups, or batches when fused */
+    int64_t groups_per_unit;    /* 1, or G when fused */
+    int64_t units_per_round;
+    int64_t tasks_per_unit;     /* query blocks, times the heads of a group unless fused */
+} tiles;
+
+static size_t floats_aligned(int64_t n)
+{
+    return mha_round_up((size_t)n * sizeof(float)) / sizeof(float);
+}
+
+static int64_t round_to(int64_t n, int64_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
+{
+    tiles t;
+    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr;
+    /* 64 query rows per block; fewer when the whole call has few rows, so that
+     * short sequences still make enough tasks to share among cores. */
+    int64_t rows = s->batch * s->len_q;
+    t.bq = round_to(rows / 8 < 64 ? (rows / 8 > 0 ? rows / 8 : 1) : 64, mr);
+    t.bk = round_to(128, nr);
+    t.q_blocks = (s->len_q + t.bq - 1) / t.bq;
+    t.ldo = round_to(s->dv, nr);
+    t.k_floats = (size_t)(round_to(s->len_k, nr) * s->dk);
+    t.group_floats = floats_aligned((int64_t)t.k_floats + t.ldo * s->len_k);
+    t.s_floats = floats_aligned(t.bq * t.bk);
+    t.o_floats = floats_aligned(t.bq * t.ldo);
+    t.ml_floats = floats_aligned(t.bq);
+    t.cat_floats = fused ? floats_aligned(t.bq * s->heads * s->dv) : 0;
+    t.thread_floats = t.s_floats + t.o_floats + 2 * t.ml_floats + t.cat_floats;
+    t.groups_per_unit = fused ? s->kv_heads : 1;
+    t.tasks_per_unit = t.q_blocks * (fused ? 1 : s->heads / s->kv_heads);
+    t.units = fused ? s->batch : s->batch * s->kv_heads;
+    int64_t unit_bytes = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float));
+    t.units_per_round = KV_BUDGET / unit_bytes;
+    if (t.units_per_round < 1)
+        t.units_per_round = 1;
+    if (t.units_per_round > t.units)
+        t.units_per_round = t.units;
+    return t;
+}
+
+bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bool fused,
+                                 int threads, size_t *bytes)
+{
+    /* Bound the packed sizes before tiles_for multiplies: K and V may be broadcast
+     * with zero strides, so the callers' extents do not bound them. */
+    int64_t nr = (int64_t)kern->gemm_nr, kv, per;
+    if (!mha_mul3(s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &kv) || kv > MHA_MAX_ELEMS ||
+        !mha_mul3(s->heads, s->dv, 64 + nr, &per) || per > MHA_MAX_ELEMS)
+        return false;
+    tiles t = tiles_for(kern, s, fused);
+    int64_t slots = t.units_per_round * t.groups_per_unit;
+    if (!mha_mul(slots, (int64_t)(t.group_floats * sizeof(float)), &kv) ||
+        !mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
+        !mha_add(kv, per + MHA_ALIGN, &kv) || kv > MHA_MAX_ELEMS)
+        return false;
+    *bytes = (size_t)kv;
+    return true;
+}
+
+/* Row i may see keys j <= i + causal_offset; clamped to where it still matters, so
+ * that any int64 offset is safe to add. */
+static int64_t causal_offset(const mha_attn_problem *p)
+{
+    int64_t off = p->mask->causal == MHA_CAUSAL_EXPLICIT ? p->mask->causal_offset
+                                                          : p->s.len_k - p->s.len_q;
+    if (off > p->s.len_k)
+        return p->s.len_k;
+    return off < -p->s.len_q - 1 ? -p->s.len_q - 1 : off;
+}
+
+/* Last key (exclusive) that any row of [i0, i0 + mq) of batch b may see. */
+static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t mq)
+{
+    int64_t end = p->s.len_k;
+    if (p->mask->key_lengths && p->mask->key_lengths[b] < end)
+        end = p->mask->key_lengths[b];
+    if (p->mask->causal != MHA_CAUSAL_NONE) {
+        int64_t last = i0 + mq + causal_offset(p); /* row i0 + mq - 1 sees j <= that + offset */
+        if (last < end)
+            end = last;
+    }
+    return end < 0 ? 0 : end;
+}
+
+/* Scales row i of the score block and applies every mask to keys [j0, j0 + n). */
+static void scale_and_mask(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
+                           int64_t i, int64_t j0, float *srow, int64_t n)
+{
+    const mha_mask *m = p->mask;
+    const float *add = NULL;
+    if (m->float_mask.data)
+        add = (const float *)m->float_mask.data + b * m->float_mask.stride_b +
+              h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0;
+    kern->f32_scale_add(srow, p->scale, add, (size_t)n);
+    if (m->bool_mask.data)
+        kern->f32_mask_u8(srow,
+                          (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +
+                              h * m->bool_mask.stride_h + i * m->bool_mask.stride_q + j0,
+                          (size_t)n);
+    if (m->causal != MHA_CAUSAL_NONE) {
+        int64_t first_masked = i + causal_offset(p) + 1 - j0; /* local index of the first hidden key */
+        for (int64_t j = first_masked < 0 ? 0 : first_masked; j < n; j++)
+            srow[j] = -INFINITY;
+    }
+}
+
+static void pack_group(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
+                       int64_t group, float *dst)
+{
+    int64_t b = group / p->s.kv_heads, g = group % p->s.kv_heads;
+    kern->f32_pack_b_nk((size_t)p->s.len_k, (size_t)p->s.dk,
+                        p->k + b * p->k_stride[0] + g * p->k_stride[1], (size_t)p->k_stride[2], dst);
+    kern->f32_pack_b_kn((size_t)p->s.dv, (size_t)p->s.len_k,
+                        p->v + b * p->v_stride[0] + g * p->v_stride[1], (size_t)p->v_stride[2],
+                        dst + t->k_floats);
+}
+
+/* Attention of head h over query rows [i0, i0 + mq) of batch b, reading K and V
+ * packed at kp; writes O / l to out (row stride ld). */
+static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
+                         const float *kp, float *scratch, int64_t b, int64_t h, int64_t i0,
+                         int64_t mq, float *out, int64_t ld)
+{
+    const mha_shape *s = &p->s;
+    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, ldo = t->ldo;
+    float *S = scratch, *O = S + t->s_floats, *mrow = O + t->o_floats, *lrow = mrow + t->ml_floats;
+    memset(O, 0, (size_t)(mq * ldo) * sizeof(float));
+    for (int64_t r = 0; r < mq; r++) {
+        mrow[r] = -INFINITY;
+        lrow[r] = 0.0f;
+    }
+
+    const float *q = p->q + b * p->q_stride[0] + h * p->q_stride[1] + i0 * p->q_stride[2];
+    const float *vp = kp + t->k_floats;
+    const int64_t kend = key_end(p, b, i0, mq);
+
+    for (int64_t kb = 0; kb < kend; kb += t->bk) {
+        const int64_t nk = kend - kb < t->bk ? kend - kb : t->bk;
+        /* S = Q K^T over this key block. */
+        for (int64_t c = 0; c < nk; c += nr) {
+            const float *panel = kp + (size_t)((kb + c) * s->dk);
+            int64_t n = nk - c < nr ? nk - c : nr;
+            for (int64_t r = 0; r < mq; r += mr)
+                kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
+                               q + r * p->q_stride[2], (size_t)p->q_stride[2], panel,
+                               S + r * t->bk + c, (size_t)t->bk, NULL, 0);
+        }
+        /* Online softmax; P overwrites S. */
+        for (int64_t r = 0; r < mq; r++) {
+            float *srow = S + r * t->bk;
+            scale_and_mask(kern, p, b, h, i0 + r, kb, srow, nk);
+            float mnew = kern->f32_rowmax(srow, (size_t)nk);
+            if (mrow[r] > mnew)
+                mnew = mrow[r];
+            if (mnew == -INFINITY) { /* nothing visible yet: contributes nothing */
+                memset(srow, 0, (size_t)nk * sizeof(float));
+                continue;
+            }
+            float alpha = expf(mrow[r] - mnew);
+            float sum = kern->f32_exp_sub_sum(srow, mnew, srow, (size_t)nk);
+            lrow[r] = lrow[r] * alpha + sum;
+            if (alpha != 1.0f)
+                kern->f32_scale(O + r * ldo, alpha, (size_t)s->dv);
+            mrow[r] = mnew;
+        }
+        /* O += P V over this key block. */
+        for (int64_t c = 0; c < s->dv; c += nr) {
+            const float *panel = vp + (size_t)(c * s->len_k + kb * nr);
+            int64_t n = s->dv - c < nr ? s->dv - c : nr;
+            for (int64_t r = 0; r < mq; r += mr)
+                kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)nk,
+                               S + r * t->bk, (size_t)t->bk, panel, O + r * ldo + c, (size_t)ldo,
+                               NULL, 1);
+        }
+    }
+
+    for (int64_t r = 0; r < mq; r++) {
+        float *dst = out + r * ld;
+        if (lrow[r] == 0.0f) { /* the row may attend to nothing */
+            memset(dst, 0, (size_t)s->dv * sizeof(float));
+            continue;
+        }
+        float inv = 1.0f / lrow[r];
+        for (int64_t d = 0; d < s->dv; d++)
+            dst[d] = O[r * ldo + d] * inv;
+    }
+}
+
+/* out rows [row0, row0 + m) (stride ldc) = cat [m, H*d_v] W_o^T + b_o. */
+static void project_block(const mha_kernels *kern, const mha_packed *w, const float *cat,
+                          int64_t m, float *out, int64_t ldc)
+{
+    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr;
+    for (int64_t col = 0; col < w->n; col += nr) {
+        const float *panel = w->panels + col * w->k;
+        int64_t n = w->n - col < nr ? w->n - col : nr;
+        for (int64_t r = 0; r < m; r += mr)
+            kern->f32_gemm((size_t)(m - r < mr ? m - r : mr), (size_t)n, (size_t)w->k,
+                           cat + r * w->k, (size_t)w->k, panel, out + r * ldc + col, (size_t)ldc,
+                           w->bias ? w->bias + col : NULL, 0);
+    }
+}
+
+/* Task ti of the round whose first unit is u0; kv holds that round's packed groups. */
+static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
+                     const float *kv, int64_t u0, int64_t ti, float *scratch)
+{
+    const mha_shape *s = &p->s;
+    const int64_t per_group = s->heads / s->kv_heads;
+    /* Last query blocks first: under a causal mask they are the longest. */
+    const int64_t qb = t->q_blocks - 1 - ti % t->q_blocks;
+    const int64_t i0 = qb * t->bq, mq = s->len_q - i0 < t->bq ? s->len_q - i0 : t->bq;
+    const int64_t unit = u0 + ti / t->tasks_per_unit;
+    if (!p->out_proj) {
+        int64_t b = unit / s->kv_heads, g = unit % s->kv_heads;
+        int64_t h = g * per_group + ti % t->tasks_per_unit / t->q_blocks;
+        const float *kp = kv + (size_t)(unit - u0) * t->group_floats;
+        attend_block(kern, p, t, kp, scratch, b, h, i0, mq,
+                     p->out + b * p->out_stride[0] + h * p->out_stride[1] + i0 * p->out_stride[2],
+                     p->out_stride[2]);
+        return;
+    }
+    const int64_t b = unit, ncat = s->heads * s->dv;
+    float *cat = scratch + t->thread_floats - t->cat_floats;
+    for (int64_t h = 0; h < s->heads; h++) {
+        const float *kp = kv + (size_t)((b - u0) * s->kv_heads + h / per_group) * t->group_floats;
+        attend_block(kern, p, t, kp, scratch, b, h, i0, mq, cat + h * s->dv, ncat);
+    }
+    project_block(kern, p->out_proj, cat, mq, p->final_out + (b * s->len_q + i0) * p->out_proj->n,
+                  p->out_proj->n);
+}
+
+void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch, int threads)
+{
+    const tiles t = tiles_for(kern, &p->s, p->out_proj != NULL);
+    float *kv = (float *)(((uintptr_t)scratch + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
+    float *per_thread = kv + (size_t)(t.units_per_round * t.groups_per_unit) * t.group_floats;
+
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        float *mine = per_thread + (size_t)omp_get_thread_num() * t.thread_floats;
+        for (int64_t u0 = 0; u0 < t.units; u0 += t.units_per_round) {
+            const int64_t units = t.units - u0 < t.units_per_round ? t.units - u0 : t.units_per_round;
+            const int64_t groups = units * t.groups_per_unit, tasks = units * t.tasks_per_unit;
+#pragma omp for schedule(static)
+            for (int64_t gi = 0; gi < groups; gi++)
+                pack_group(kern, p, &t, u0 * t.groups_per_unit + gi, kv + (size_t)gi * t.group_floats);
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t ti = 0; ti < tasks; ti++)
+                run_task(kern, p, &t, kv, u0, ti, mine);
+        }
+    }
+}
