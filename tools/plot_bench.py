@@ -7,7 +7,7 @@ Usage:
         MHA_ISA=$isa build/bench/mha_bench --benchmark_filter='^(attention|forward)' \\
             --benchmark_format=json --benchmark_out=bench-$isa.json --benchmark_out_format=json
     done
-    /usr/bin/python3 tools/plot_bench.py bench-*.json -o charts/
+    /usr/bin/python3 tools/plot_bench.py bench-*.json -o charts/ [--metric GFLOPS_cpu]
 
     (Debian's /usr/bin/python3 has matplotlib; a pyenv python3 earlier in PATH may not.)
 
@@ -107,10 +107,10 @@ def load(paths):
         for key, bs in singles.items():
             if key in medians:
                 continue
-            avg = {c: sum(b.get(c, 0.0) for b in bs) / len(bs) for c in ("GFLOPS", "real_time", "peak_pct")}
+            avg = {c: sum(b.get(c, 0.0) for b in bs) / len(bs) for c in ("GFLOPS", "GFLOPS_cpu", "real_time", "peak_pct")}
             rows[key] = avg
         for key, b in medians.items():
-            rows[key] = {c: b.get(c, 0.0) for c in ("GFLOPS", "real_time", "peak_pct")}
+            rows[key] = {c: b.get(c, 0.0) for c in ("GFLOPS", "GFLOPS_cpu", "real_time", "peak_pct")}
     return rows, peaks
 
 
@@ -123,6 +123,7 @@ def select(rows, family, **fixed):
     return out
 
 
+METRIC = "GFLOPS"
 ISA_ORDER = ["scalar", "avx2", "avx512", "neon"]
 COLORS = {"scalar": "tab:gray", "avx2": "tab:blue", "avx512": "tab:red", "neon": "tab:green",
           "openblas": "black"}
@@ -141,13 +142,13 @@ def sweep_chart(rows, peaks, xkey, fixed, title, xlabel, path, logx):
         isas = sorted({i for i, a, _ in mha if a["threads"] == t},
                       key=lambda s: ISA_ORDER.index(s) if s in ISA_ORDER else 99)
         for isa in isas:
-            pts = sorted((a[xkey], v["GFLOPS"]) for i, a, v in mha if i == isa and a["threads"] == t)
+            pts = sorted((a[xkey], v[METRIC]) for i, a, v in mha if i == isa and a["threads"] == t)
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=COLORS.get(isa),
                     label=f"mha {isa}")
             peak = peaks.get(isa, {}).get(t)
             if peak:
                 ax.axhline(peak, color=COLORS.get(isa), ls=":", lw=1.2, label=f"{isa} FMA peak {peak:.0f}")
-        pts = sorted((a[xkey], v["GFLOPS"]) for _, a, v in blas if a["threads"] == t)
+        pts = sorted((a[xkey], v[METRIC]) for _, a, v in blas if a["threads"] == t)
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "s--", color=COLORS["openblas"],
                     label="OpenBLAS unfused")
@@ -158,7 +159,7 @@ def sweep_chart(rows, peaks, xkey, fixed, title, xlabel, path, logx):
         ax.set_xticklabels([str(x) for x in xs])
         ax.set_ylim(bottom=0)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("GFLOP/s")
+        ax.set_ylabel("GFLOP/s" + (" (per CPU second)" if METRIC == "GFLOPS_cpu" else ""))
         ax.set_title(f"{title}, threads={t}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -182,12 +183,12 @@ def speedup_chart(rows, path):
     for family in ("attention", "forward"):
         for isa, a, v in select(rows, family):
             base = [bv for _, ba, bv in select(rows, family + "_openblas") if ba == a]
-            if not base or not base[0]["GFLOPS"]:
+            if not base or not base[0][METRIC]:
                 continue
             name = shape_name(family, a)
             if name not in groups:
                 order.append((family, a.get("Lq", a.get("L")), a.get("d", 0), name))
-            groups[name][(isa, a["threads"])] = v["GFLOPS"] / base[0]["GFLOPS"]
+            groups[name][(isa, a["threads"])] = v[METRIC] / base[0][METRIC]
     if not groups:
         return False
     names = [n for *_, n in sorted(order, key=lambda o: (o[0], o[1], o[2], o[3]))]
@@ -216,7 +217,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", nargs="+", help="mha_bench --benchmark_out JSON files")
     ap.add_argument("-o", "--outdir", default=".", help="directory for the PNG files")
+    ap.add_argument("--metric", default="GFLOPS", choices=["GFLOPS", "GFLOPS_cpu"],
+                    help="GFLOPS (wall clock, default) or GFLOPS_cpu (per CPU second: "
+                         "use it when the machine was busy with other work)")
     opts = ap.parse_args()
+    global METRIC
+    METRIC = opts.metric
     rows, peaks = load(opts.json)
     os.makedirs(opts.outdir, exist_ok=True)
     made = []
