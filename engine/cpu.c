@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -64,6 +65,7 @@ static struct {
     mha_isa best, active;
     int forced;
     char cpu_name[64];
+    size_t l1d_bytes, l2_bytes;
     char features_text[128];
     char choice[160];
 } g = {.once = PTHREAD_ONCE_INIT};
@@ -259,9 +261,19 @@ static void append(char *buf, size_t cap, const char *word)
     strcpy(buf + len, word);
 }
 
+/* Cache sizes for tiling, from the C library (cpuid / sysfs), with defaults
+ * typical of current cores when it cannot tell. */
+static void detect_caches(void)
+{
+    long l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE), l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    g.l1d_bytes = l1 >= 4096 ? (size_t)l1 : 32768;
+    g.l2_bytes = l2 >= 65536 ? (size_t)l2 : 524288;
+}
+
 static void choose(void)
 {
     detect();
+    detect_caches();
 
     g.features_text[0] = '\0';
     for (size_t i = 0; i < sizeof feature_names / sizeof feature_names[0]; i++)
@@ -355,6 +367,12 @@ const mha_kernels *mha_kernels_for(mha_isa isa)
     }
 }
 
+size_t mha_cache_l2_bytes(void)
+{
+    ensure_chosen();
+    return g.l2_bytes;
+}
+
 const mha_kernels *mha_kernels_active(void)
 {
     ensure_chosen();
@@ -395,4 +413,6 @@ MHA_API void mha_get_runtime_info(mha_runtime_info *info)
     info->active_isa = g.active;
     info->forced = g.forced;
     snprintf(info->choice, sizeof info->choice, "%s", g.choice);
+    info->l1d_bytes = g.l1d_bytes;
+    info->l2_bytes = g.l2_bytes;
 }

@@ -116,6 +116,9 @@ bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bo
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);
 
+/* L2 bytes per core (detected once, with a default): sizes the attention tiles. */
+size_t mha_cache_l2_bytes(void);
+
 /* Threads a call runs on: the request, or OpenMP's default for 0. */
 int mha_threads(int requested);
 

@@ -405,7 +405,8 @@ static void check_discrete_mask(prob *p, const mha_mask *m, const char *what)
 
 START_TEST(test_causal_bottom_right)
 {
-    const int64_t shapes[][2] = {{3, 7}, {5, 5}, {9, 4}, {1, 1}, {1, 6}, {6, 1}, {70, 40}, {40, 150}, {130, 130}};
+    const int64_t shapes[][2] = {{3, 7}, {5, 5}, {9, 4}, {1, 1}, {1, 6}, {6, 1}, {70, 40}, {40, 150}, {130, 130}, {40, 1100}};
+    /* {40, 1100}: several key blocks per row (blocks hold up to 512 keys). */
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int64_t Lq = shapes[s][0], Lk = shapes[s][1];
         prob p;
@@ -1252,9 +1253,10 @@ START_TEST(test_softmax_stability)
     }
 
     /* Scores growing along the keys, so the running max grows in every key block
-     * (the rescaling path): q = 1, k_j = 30 * (j+1)/Lk. And the reverse order. */
+     * (the rescaling path; 1300 keys make three blocks of up to 512): q = 1,
+     * k_j = 30 * (j+1)/Lk. And the reverse order. */
     for (int rev = 0; rev < 2; rev++) {
-        const int64_t Lk = 300, d = 16;
+        const int64_t Lk = 1300, d = 16;
         prob p;
         prob_init(&p, 1510 + (uint64_t)rev, 1, 1, 1, 3, Lk, d, d, L_DENSE, L_DENSE, L_DENSE);
         for (int64_t i = 0; i < 3 * d; i++)

@@ -21,5 +21,7 @@ int cli_info(int argc, char **argv)
     printf("best isa: %s\n", mha_isa_name(info.best_isa));
     printf("isa: %s, %s\n", mha_isa_name(info.active_isa), info.choice);
     printf("openmp max threads: %d\n", omp_get_max_threads());
+    printf("caches used for tiling: L1d %zu KiB, L2 %zu KiB per core\n", info.l1d_bytes / 1024,
+           info.l2_bytes / 1024);
     return CLI_OK;
 }

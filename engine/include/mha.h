@@ -92,6 +92,8 @@ typedef struct mha_runtime_info {
     mha_isa active_isa;       /* the ISA every call runs on */
     int forced;               /* 1 when MHA_ISA chose active_isa */
     char choice[160];         /* how active_isa was chosen, in one sentence */
+    size_t l1d_bytes;         /* L1 data cache per core, as used for tiling */
+    size_t l2_bytes;          /* L2 cache per core, as used for tiling */
 } mha_runtime_info;
 
 /*
