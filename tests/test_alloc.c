@@ -1,0 +1,226 @@
+/* Proves that a forward or attention call allocates nothing once its workspace is
+ * given: this binary replaces malloc and friends with counting wrappers around
+ * glibc's own allocator and counts the allocations made during a call. The first
+ * call of a shape is a warm-up (OpenMP creates its thread team then); the
+ * second is counted. Sanitizer builds replace malloc themselves: skipped. */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mha.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ALLOC_HOOKS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ALLOC_HOOKS 0
+#endif
+#endif
+#ifndef ALLOC_HOOKS
+#define ALLOC_HOOKS 1
+#endif
+
+static volatile int counting;
+static volatile long allocations;
+
+#if ALLOC_HOOKS
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+extern void __libc_free(void *);
+
+static void note(void)
+{
+    if (counting)
+        __atomic_add_fetch(&allocations, 1, __ATOMIC_RELAXED);
+}
+
+void *malloc(size_t n)
+{
+    note();
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t m)
+{
+    note();
+    return __libc_calloc(n, m);
+}
+
+void *realloc(void *p, size_t n)
+{
+    note();
+    return __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t a, size_t n)
+{
+    note();
+    return __libc_memalign(a, n);
+}
+
+void *memalign(size_t a, size_t n)
+{
+    note();
+    return __libc_memalign(a, n);
+}
+
+int posix_memalign(void **p, size_t a, size_t n)
+{
+    note();
+    void *r = __libc_memalign(a, n);
+    if (!r)
+        return ENOMEM;
+    *p = r;
+    return 0;
+}
+
+void free(void *p)
+{
+    __libc_free(p);
+}
+#endif
+
+static float *filled(size_t n, float scale)
+{
+    float *x = malloc(n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * (float)((i * 2654435761u) % 1000) / 1000.0f - scale / 2;
+    return x;
+}
+
+/* Allocations made by the second of two identical forward calls. */
+static long forward_allocations(const mha_config *cfg, int cross, int masked, int threads)
+{
+    const int64_t E = cfg->embed_dim, B = 2, Lq = 37, Lk = cross ? 53 : Lq;
+    mha_model *m;
+    float *w = filled((size_t)(4 * E * E), 0.1f), *b = filled((size_t)(4 * E), 0.1f);
+    mha_weights wt = {0};
+    wt.in_proj_weight = w;
+    wt.in_proj_bias = b;
+    wt.out_weight = w + 3 * E * E;
+    wt.out_bias = b + 3 * E;
+    if (!cfg->has_out_proj)
+        wt.out_weight = wt.out_bias = NULL;
+    ck_assert_int_eq(mha_model_create(cfg, &wt, &m), MHA_OK);
+
+    float *x = filled((size_t)(B * Lq * E), 1.0f), *c = filled((size_t)(B * Lk * E), 1.0f);
+    float *out = malloc((size_t)(B * Lq * E) * sizeof *out);
+    uint8_t *keep = malloc((size_t)(Lq * Lk));
+    for (int64_t i = 0; i < Lq * Lk; i++)
+        keep[i] = (uint8_t)(i % 3 != 0);
+    const int32_t lens[2] = {(int32_t)Lk, (int32_t)(Lk / 2)};
+    mha_forward_args a = {.batch = B, .len_q = Lq, .len_k = Lk, .query = x, .out = out,
+                          .num_threads = threads};
+    if (cross) {
+        a.key = c;
+        a.value = c;
+    }
+    if (masked) {
+        a.mask.causal = MHA_CAUSAL_BOTTOM_RIGHT;
+        a.mask.key_lengths = lens;
+        a.mask.bool_mask = (mha_mask_tensor){keep, 0, 0, Lk};
+    }
+    size_t bytes;
+    ck_assert_int_eq(mha_forward_workspace_size(m, B, Lq, Lk, threads, &bytes), MHA_OK);
+    void *ws = malloc(bytes);
+    ck_assert_int_eq(mha_forward(m, &a, ws, bytes), MHA_OK);
+
+    allocations = 0;
+    counting = 1;
+    mha_status st = mha_forward(m, &a, ws, bytes);
+    counting = 0;
+    ck_assert_int_eq(st, MHA_OK);
+
+    free(ws);
+    free(keep);
+    free(out);
+    free(c);
+    free(x);
+    free(b);
+    free(w);
+    mha_model_destroy(m);
+    return allocations;
+}
+
+START_TEST(test_counter_works)
+{
+    /* The wrappers really count: otherwise every zero below would prove nothing. */
+    counting = 1;
+    allocations = 0;
+    void *p = malloc(16);
+    counting = 0;
+    free(p);
+    ck_assert_int_eq(allocations, 1);
+}
+END_TEST
+
+START_TEST(test_forward_allocates_nothing)
+{
+    for (int threads = 1; threads <= 2; threads++)
+        for (int variant = 0; variant < 4; variant++) {
+            mha_config cfg = mha_config_default(24, 4);
+            cfg.has_out_proj = variant != 3;
+            long n = forward_allocations(&cfg, variant == 1, variant == 2, threads);
+            ck_assert_msg(n == 0, "forward variant %d, %d threads: %ld allocations", variant, threads, n);
+        }
+}
+END_TEST
+
+START_TEST(test_attention_allocates_nothing)
+{
+    const int64_t B = 2, H = 4, G = 2, L = 41, d = 16;
+    float *q = filled((size_t)(B * H * L * d), 1.0f), *kv = filled((size_t)(B * G * L * d), 1.0f);
+    float *o = malloc((size_t)(B * H * L * d) * sizeof *o);
+    mha_attention_args a = {.batch = B, .num_heads = H, .num_kv_heads = G, .len_q = L, .len_k = L,
+                            .head_dim_qk = d, .head_dim_v = d, .num_threads = 2};
+    a.q = q;
+    a.k = kv;
+    a.v = kv;
+    a.out = o;
+    const int64_t sq[3] = {H * L * d, L * d, d}, skv[3] = {G * L * d, L * d, d};
+    memcpy(a.q_stride, sq, sizeof sq);
+    memcpy(a.out_stride, sq, sizeof sq);
+    memcpy(a.k_stride, skv, sizeof skv);
+    memcpy(a.v_stride, skv, sizeof skv);
+    a.mask.causal = MHA_CAUSAL_BOTTOM_RIGHT;
+    size_t bytes;
+    ck_assert_int_eq(mha_attention_workspace_size(&a, &bytes), MHA_OK);
+    void *ws = malloc(bytes);
+    ck_assert_int_eq(mha_attention(&a, ws, bytes), MHA_OK);
+    allocations = 0;
+    counting = 1;
+    mha_status st = mha_attention(&a, ws, bytes);
+    counting = 0;
+    ck_assert_int_eq(st, MHA_OK);
+    ck_assert_msg(allocations == 0, "attention: %ld allocations", allocations);
+    free(ws);
+    free(o);
+    free(kv);
+    free(q);
+}
+END_TEST
+
+int main(void)
+{
+    if (!ALLOC_HOOKS) {
+        puts("SKIP: a sanitizer replaces malloc in this build");
+        return 77;
+    }
+    Suite *s = suite_create("alloc");
+    TCase *tc = tcase_create("no allocation in calls");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_counter_works);
+    tcase_add_test(tc, test_forward_allocates_nothing);
+    tcase_add_test(tc, test_attention_allocates_nothing);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
