@@ -140,7 +140,8 @@ static void scale_and_mask(const mha_kernels *kern, const mha_attn_problem *p, i
     if (m->float_mask.data)
         add = (const float *)m->float_mask.data + b * m->float_mask.stride_b +
               h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0;
-    kern->f32_scale_add(srow, p->scale, add, (size_t)n);
+    if (add || p->scale != 1.0f)
+        kern->f32_scale_add(srow, p->scale, add, (size_t)n);
     if (m->bool_mask.data)
         kern->f32_mask_u8(srow,
                           (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +

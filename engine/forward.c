@@ -96,7 +96,7 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
     mha_gemm_run(model->kern, proj, 3, threads);
 
     mha_attn_problem p = {
-        l.s, c->scale,
+        l.s, 1.0f, /* the scale is folded into W_q at model creation */
         q, {a->len_q * nq, c->head_dim_qk, nq},
         k, {lk * nk, c->head_dim_qk, nk},
         v, {lk * nv, c->head_dim_v, nv},

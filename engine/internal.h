@@ -69,7 +69,7 @@ mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, fl
 
 /* One projection packed for the GEMM microkernel: W [n, k] as ceil(n/nr) panels. */
 typedef struct mha_packed {
-    float *panels; /* ceil(n / nr) * k * nr floats */
+    float *panels; /* ceil(n / nr) * k * nr floats (W_q's include the softmax scale) */
     float *bias;   /* [n] or NULL */
     int64_t n, k;
 } mha_packed;

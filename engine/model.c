@@ -10,9 +10,9 @@ static void packed_free(mha_packed *p)
     free(p->bias);
 }
 
-/* Packs W [n, k] (row stride ld) and copies its bias. */
+/* Packs W [n, k] (row stride ld) and copies its bias, both multiplied by scale. */
 static mha_status pack(const mha_kernels *kern, const float *w, int64_t ld, const float *bias,
-                       int64_t n, int64_t k, mha_packed *p)
+                       int64_t n, int64_t k, float scale, mha_packed *p)
 {
     size_t nr = kern->gemm_nr;
     size_t panels = ((size_t)n + nr - 1) / nr;
@@ -25,6 +25,11 @@ static mha_status pack(const mha_kernels *kern, const float *w, int64_t ld, cons
     kern->f32_pack_b_nk((size_t)n, (size_t)k, w, (size_t)ld, p->panels);
     if (bias)
         memcpy(p->bias, bias, (size_t)n * sizeof(float));
+    if (scale != 1.0f) {
+        kern->f32_scale(p->panels, scale, panels * nr * (size_t)k);
+        if (bias)
+            kern->f32_scale(p->bias, scale, (size_t)n);
+    }
     return MHA_OK;
 }
 
@@ -59,14 +64,16 @@ mha_status mha_model_create(const mha_config *config, const mha_weights *weights
             bv = bk + nk;
         }
     }
-    st = pack(m->kern, wq, c.embed_dim, bq, nq, c.embed_dim, &m->q);
+    /* The softmax scale is folded into W_q and b_q: the attention tiles then skip
+     * a multiply per score. */
+    st = pack(m->kern, wq, c.embed_dim, bq, nq, c.embed_dim, c.scale, &m->q);
     if (st == MHA_OK)
-        st = pack(m->kern, wk, c.kdim, bk, nk, c.kdim, &m->k);
+        st = pack(m->kern, wk, c.kdim, bk, nk, c.kdim, 1.0f, &m->k);
     if (st == MHA_OK)
-        st = pack(m->kern, wv, c.vdim, bv, nv, c.vdim, &m->v);
+        st = pack(m->kern, wv, c.vdim, bv, nv, c.vdim, 1.0f, &m->v);
     if (st == MHA_OK && c.has_out_proj)
         st = pack(m->kern, w->out_weight, c.num_heads * c.head_dim_v, w->out_bias, c.out_dim,
-                  c.num_heads * c.head_dim_v, &m->o);
+                  c.num_heads * c.head_dim_v, 1.0f, &m->o);
     if (st != MHA_OK) {
         mha_model_destroy(m);
         return st;
