@@ -1,9 +1,15 @@
 // Baselines on OpenBLAS: textbook unfused attention (scores = Q K^T into an
 // Lq x Lk matrix, scale, mask, row softmax, times V) and the full forward pass
-// (projections and output projection as sgemm around it). OpenBLAS runs on
-// `threads` threads (openblas_set_num_threads); see unfused_attention for how
-// the heads share the threads. The mask + softmax pass is plain C++ vectorized
-// for the best ISA of the CPU (target_clones).
+// (projections and output projection as sgemm around it). The mask + softmax
+// pass is plain C++ vectorized for the best ISA of the CPU (target_clones).
+//
+// Threads: OpenBLAS (pthreads build) and OpenMP keep separate spinning thread
+// pools; alternating between them on a 2-core machine made 2 threads slower
+// than 1 (each pool's idle spinners steal the core the other needs). So no
+// benchmark mixes them: with threads > 1, attention_openblas / forward_openblas
+// run everything in one OpenMP team calling 1-thread sgemm (heads shared out;
+// projections split into row blocks), and kernel_gemm/openblas/proj uses
+// OpenBLAS's own threads (openblas_set_num_threads) with no OpenMP at all.
 #include <cblas.h>
 #include <omp.h>
 
@@ -40,8 +46,8 @@ std::string openblas_info()
 {
     return std::string(openblas_get_config()) + "; core " + openblas_get_corename() +
            "; attention_openblas/forward_openblas: per (b,h) full Lq x Lk scores, mask, softmax, times V;"
-           " with threads > 1 heads are shared out over OpenMP threads calling 1-thread sgemm,"
-           " projections use OpenBLAS's own threads";
+           " threads > 1: one OpenMP team calling 1-thread sgemm (heads shared out, projections in row"
+           " blocks), never mixed with OpenBLAS's pool; kernel_gemm/openblas/proj: OpenBLAS's own threads";
 }
 
 namespace {
@@ -101,14 +107,33 @@ MHAB_CLONES void softmax_rows(float *s, int64_t rows, int64_t cols, bool causal,
     }
 }
 
-MHAB_CLONES void add_bias(float *c, const float *bias, int64_t rows, int64_t cols, int threads)
+// C rows [r0, r1) = bias, then C += A W^T with beta = 1 (PyTorch's addmm).
+void linear_rows(const float *a, const float *w, const float *bias, float *c, int64_t r0, int64_t r1, int64_t n,
+                 int64_t k)
 {
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && rows > 1)
-    for (int64_t i = 0; i < rows; i++) {
-        float *row = c + i * cols;
-#pragma omp simd
-        for (int64_t j = 0; j < cols; j++)
-            row[j] += bias[j];
+    if (r1 <= r0)
+        return;
+    for (int64_t r = r0; r < r1; r++)
+        std::memcpy(c + r * n, bias, (size_t)n * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(r1 - r0), (int)n, (int)k, 1.0f, a + r0 * k, (int)k, w,
+                (int)k, 1.0f, c + r0 * n, (int)n);
+}
+
+// C[m, n] = A[m, k] W[n, k]^T + bias. threads > 1: row blocks over an OpenMP team,
+// 1-thread sgemm each (OpenBLAS must be at 1 thread); else one call.
+void linear(const float *a, const float *w, const float *bias, float *c, int64_t m, int64_t n, int64_t k,
+            int threads)
+{
+    if (threads <= 1 || m < 2) {
+        linear_rows(a, w, bias, c, 0, m, n, k);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int64_t per = (m + nt - 1) / nt;
+        int64_t r0 = std::min<int64_t>(m, t * per), r1 = std::min<int64_t>(m, r0 + per);
+        linear_rows(a, w, bias, c, r0, r1, n, k);
     }
 }
 
@@ -131,11 +156,9 @@ void one_head(int64_t lq, int64_t lk, int64_t d, bool causal, const float *qp, i
 
 // Textbook unfused attention over every (b, h). With threads > 1 and at least as
 // many heads as threads, heads are shared out over an OpenMP team, each thread
-// calling single-threaded OpenBLAS with its own score matrix (one thread pool, no
-// OpenBLAS/OpenMP hand-offs per head: on a small machine that is what a careful
-// user does, and the faster of the two). Otherwise heads run one after another,
-// sgemm on OpenBLAS's `threads` threads and the softmax rows on OpenMP threads.
-// S holds threads * lq * lk floats.
+// calling 1-thread sgemm with its own score matrix (OpenBLAS must be at 1 thread).
+// Otherwise heads run one after another on whatever OpenBLAS threads are set,
+// softmax on the calling thread. S holds threads * lq * lk floats.
 void unfused_attention(int64_t B, int64_t H, int64_t lq, int64_t lk, int64_t d, bool causal, const View &q,
                        const View &k, const View &v, float *out, const int64_t os[3], float *S, int threads)
 {
@@ -146,14 +169,12 @@ void unfused_attention(int64_t B, int64_t H, int64_t lq, int64_t lk, int64_t d, 
                  v.p + b * v.s[0] + h * v.s[1], v.s[2], out + b * os[0] + h * os[1], os[2], s, softmax_threads);
     };
     if (threads > 1 && pairs >= threads) {
-        openblas_set_num_threads(1);
 #pragma omp parallel for num_threads(threads) schedule(static)
         for (int64_t p = 0; p < pairs; p++)
             head(p, S + (size_t)omp_get_thread_num() * (size_t)(lq * lk), 1);
-        openblas_set_num_threads(threads);
     } else {
         for (int64_t p = 0; p < pairs; p++)
-            head(p, S, threads);
+            head(p, S, 1);
     }
 }
 
@@ -180,7 +201,9 @@ void BM_attention_openblas(benchmark::State &st)
     int64_t B = st.range(0), H = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
     bool causal = st.range(5) != 0;
     int threads = (int)st.range(6);
-    openblas_set_num_threads(threads);
+    // One pool: heads over OpenMP with 1-thread sgemm, or (fewer heads than
+    // threads) heads in turn on OpenBLAS's threads.
+    openblas_set_num_threads(B * H >= threads ? 1 : threads);
     Buf q((size_t)(B * H * lq * d), 11), k((size_t)(B * H * lk * d), 12), v((size_t)(B * H * lk * d), 13),
         o((size_t)(B * H * lq * d)), S((size_t)(threads * lq * lk));
     View qv{q.data(), {H * lq * d, lq * d, d}}, kv{k.data(), {H * lk * d, lk * d, d}},
@@ -224,7 +247,7 @@ void BM_forward_openblas(benchmark::State &st)
     bool causal = st.range(4) != 0;
     int threads = (int)st.range(5);
     int64_t d = E / H, BL = B * L;
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1); // one pool: OpenMP team calling 1-thread sgemm
     Buf x((size_t)(BL * E), 21), w_in((size_t)(3 * E * E), 22, 1.0f / std::sqrt((float)E)),
         b_in((size_t)(3 * E), 23, 0.1f), w_out((size_t)(E * E), 24, 1.0f / std::sqrt((float)E)),
         b_out((size_t)E, 25, 0.1f), qkv((size_t)(BL * 3 * E)), cat((size_t)(BL * E)), out((size_t)(BL * E)),
@@ -234,13 +257,9 @@ void BM_forward_openblas(benchmark::State &st)
     const int64_t os[3] = {L * E, d, E};
     const LoopTimer timer(threads);
     for (auto _ : st) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BL, (int)(3 * E), (int)E, 1.0f, x.data(), (int)E,
-                    w_in.data(), (int)E, 0.0f, qkv.data(), (int)(3 * E));
-        add_bias(qkv.data(), b_in.data(), BL, 3 * E, threads);
+        linear(x.data(), w_in.data(), b_in.data(), qkv.data(), BL, 3 * E, E, threads);
         unfused_attention(B, H, L, L, d, causal, qv, kv, vv, cat.data(), os, S.data(), threads);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)BL, (int)E, (int)E, 1.0f, cat.data(), (int)E,
-                    w_out.data(), (int)E, 0.0f, out.data(), (int)E);
-        add_bias(out.data(), b_out.data(), BL, E, threads);
+        linear(cat.data(), w_out.data(), b_out.data(), out.data(), BL, E, E, threads);
         benchmark::ClobberMemory();
     }
     if (smoke()) {
@@ -279,9 +298,7 @@ void BM_proj_openblas(benchmark::State &st)
     Buf a((size_t)(m * kk), 5), w((size_t)(n * kk), 6, 0.05f), bias((size_t)n, 7), c((size_t)(m * n));
     const LoopTimer timer(threads);
     for (auto _ : st) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)kk, 1.0f, a.data(), (int)kk,
-                    w.data(), (int)kk, 0.0f, c.data(), (int)n);
-        add_bias(c.data(), bias.data(), m, n, threads);
+        linear_rows(a.data(), w.data(), bias.data(), c.data(), 0, m, n, kk); // OpenBLAS's threads
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("openblas", best_name(), threads));
