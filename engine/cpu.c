@@ -132,7 +132,7 @@ static void detect(void)
 
     /* Brand string: 48 bytes from leaves 0x80000002..4, leading spaces trimmed. */
     strcpy(g.cpu_name, "unknown");
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         unsigned r[12];
         char brand[49];
         for (unsigned i = 0; i < 3; i++)
