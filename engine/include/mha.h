@@ -36,7 +36,11 @@
  *     opposite (True = masked out); invert them when porting.
  *   - add_bias_kv, add_zero_attn and dropout of nn.MultiheadAttention are not
  *     supported (the forward pass is inference only).
- * NaN in any input propagates to the outputs it reaches; it is never hidden.
+ * NaN in any input propagates to the outputs it reaches; it is never hidden. (A NaN
+ * in V at a key that a row may not see can still reach that row when the key
+ * shares a key block with visible ones, since 0 * NaN is NaN.)
+ * Results do not depend on the thread count: every output element is computed
+ * by the same operations in the same order whatever num_threads is.
  */
 #ifndef MHA_H
 #define MHA_H
@@ -185,15 +189,15 @@ typedef struct mha_weights {
 
 typedef struct mha_model mha_model;
 
-/* Copies (and lays out for the active ISA) what it needs: the caller may free its
- * arrays afterwards. A model works only under the ISA that was active when it was
- * created (the ISA never changes within a process, so this only matters for
- * models shared across processes, which is not possible). */
+/* Copies what it needs, packed for the active ISA's kernels (the ISA is chosen once
+ * per process and never changes, so a model always matches it): the caller may
+ * free its arrays afterwards. */
 MHA_API mha_status mha_model_create(const mha_config *config, const mha_weights *weights,
                                     mha_model **model);
 MHA_API void mha_model_destroy(mha_model *model); /* NULL is a no-op */
 
-/* The effective configuration, every default resolved. */
+/* The effective configuration, every default resolved; out_dim is the width of the
+ * forward's output (H*d_v without an output projection). */
 MHA_API mha_status mha_model_config(const mha_model *model, mha_config *config);
 
 /* --------------------------------------------------------------- forward */
@@ -210,8 +214,10 @@ typedef struct mha_forward_args {
     int num_threads;    /* 0 = OpenMP's default; results do not depend on it */
 } mha_forward_args;
 
-/* Bytes of workspace mha_forward needs for this shape and thread count. A workspace
- * sized for one shape serves any call whose batch, lengths and threads are no larger. */
+/* Bytes of workspace mha_forward needs for this shape and thread count (for
+ * self-attention pass len_k = len_q). A workspace sized for one shape serves any
+ * call whose batch, lengths and threads are no larger. The size is bounded: K and
+ * V are packed in rounds of a few MiB, and no Lq x Lk matrix is ever stored. */
 MHA_API mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch,
                                               int64_t len_q, int64_t len_k, int num_threads,
                                               size_t *bytes);
