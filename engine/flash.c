@@ -97,9 +97,17 @@ bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bo
         !mha_mul3(s->heads, s->dv, 64 + nr, &per) || per > MHA_MAX_ELEMS)
         return false;
     tiles t = tiles_for(kern, s, fused);
-    int64_t slots = t.units_per_round * t.groups_per_unit;
-    if (!mha_mul(slots, (int64_t)(t.group_floats * sizeof(float)), &kv) ||
-        !mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
+    /* A round holds units_per_round units: at most every unit, and at most the
+     * budget or one unit. Sizing by that bound rather than by this shape's exact
+     * round keeps the size monotone in the shape, so a workspace sized for a
+     * shape serves every smaller one. */
+    int64_t unit = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float)), all;
+    if (!mha_mul(t.units, unit, &all))
+        return false;
+    kv = unit > KV_BUDGET ? unit : KV_BUDGET;
+    if (all < kv)
+        kv = all;
+    if (!mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
         !mha_add(kv, per + MHA_ALIGN, &kv) || kv > MHA_MAX_ELEMS)
         return false;
     *bytes = (size_t)kv;

@@ -1122,6 +1122,43 @@ static float *run_forward(const fixture *f, const float *x, const float *kv, int
     return out;
 }
 
+/* The size queries are monotone: a workspace sized for a shape serves every shape
+ * that is no larger in any dimension (mha.h promises it), across the regimes of
+ * the tiling (few rows, long keys, K/V rounds larger than one unit). */
+START_TEST(test_workspace_size_monotone)
+{
+    const int64_t bs[] = {1, 2, 5}, lqs[] = {1, 7, 64, 300, 2500}, lks[] = {1, 40, 6000, 9000};
+    const int ths[] = {1, 2, 3};
+    for (int with_proj = 0; with_proj < 2; with_proj++) {
+        mha_config cfg = mha_config_default(64, 8);
+        cfg.num_kv_heads = 2;
+        cfg.has_out_proj = with_proj;
+        fixture f;
+        fixture_init(&f, &cfg, 0, 40 + (uint64_t)with_proj);
+        fixture_create(&f);
+        size_t sz[3][5][4][3];
+        for (int b = 0; b < 3; b++)
+            for (int q = 0; q < 5; q++)
+                for (int k = 0; k < 4; k++)
+                    for (int t = 0; t < 3; t++)
+                        ck_assert_int_eq(mha_forward_workspace_size(f.model, bs[b], lqs[q], lks[k], ths[t],
+                                                                    &sz[b][q][k][t]),
+                                         MHA_OK);
+        for (int b = 0; b < 3; b++)
+            for (int q = 0; q < 5; q++)
+                for (int k = 0; k < 4; k++)
+                    for (int t = 0; t < 3; t++) {
+                        size_t here = sz[b][q][k][t];
+                        require((b == 0 || sz[b - 1][q][k][t] <= here) && (q == 0 || sz[b][q - 1][k][t] <= here) &&
+                                    (k == 0 || sz[b][q][k - 1][t] <= here) && (t == 0 || sz[b][q][k][t - 1] <= here),
+                                "forward workspace not monotone at B=%lld Lq=%lld Lk=%lld threads=%d (out proj %d)",
+                                (long long)bs[b], (long long)lqs[q], (long long)lks[k], ths[t], with_proj);
+                    }
+        fixture_free(&f);
+    }
+}
+END_TEST
+
 START_TEST(test_workspace_reuse)
 {
     mha_config cfg = mha_config_default(16, 4);
@@ -1326,6 +1363,7 @@ Suite *suite_api(void)
     tc = tcase_create("workspace_threads");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_workspace_reuse);
+    tcase_add_test(tc, test_workspace_size_monotone);
     tcase_add_test(tc, test_thread_count_independence);
     suite_add_tcase(s, tc);
     return s;
