@@ -84,7 +84,7 @@ void measure_machine()
         g_best = p.isa; // loops are ordered worst to best
         benchmark::AddCustomContext(std::string("mha_peak_gflops_") + p.name, line);
         benchmark::AddCustomContext(std::string("mha_wallclock_peak_gflops_") + p.name,
-                                    wline + " (lower than mha_peak_gflops_ = machine busy with other work)");
+                                    wline + " (wall clock; lower than mha_peak_gflops_ means other work shared the cores)");
     }
 
     // Read bandwidth: one vectorized streaming sum over a buffer far larger than L3.
