@@ -31,7 +31,7 @@ typedef struct tiles {
     int64_t ldo;                /* row stride of the O block: d_v padded to nr */
     size_t k_floats;            /* packed K of one (batch, kv head) */
     size_t group_floats;        /* packed K + V of one (batch, kv head), aligned */
-    size_t s_floats, o_floats, ml_floats, cat_floats; /* per-thread slices */
+    size_t s_floats, o_floats, ml_floats, qs_floats, cat_floats; /* per-thread slices */
     size_t thread_floats;
     int64_t units;              /* (batch, kv head) groups, or batches when fused */
     int64_t groups_per_unit;    /* 1, or G when fused */
@@ -73,8 +73,9 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.s_floats = floats_aligned(t.bq * t.bk);
     t.o_floats = floats_aligned(t.bq * t.ldo);
     t.ml_floats = floats_aligned(t.bq);
+    t.qs_floats = floats_aligned(t.bq * s->dk);
     t.cat_floats = fused ? floats_aligned(t.tq * s->heads * s->dv) : 0;
-    t.thread_floats = t.s_floats + t.o_floats + 2 * t.ml_floats + t.cat_floats;
+    t.thread_floats = t.s_floats + t.o_floats + 2 * t.ml_floats + t.qs_floats + t.cat_floats;
     t.groups_per_unit = fused ? s->kv_heads : 1;
     t.tasks_per_unit = t.q_blocks * (fused ? 1 : s->heads / s->kv_heads);
     t.units = fused ? s->batch : s->batch * s->kv_heads;
@@ -139,8 +140,9 @@ static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t
     return end < 0 ? 0 : end;
 }
 
-/* Scales row i of the score block and applies every mask to keys [j0, j0 + n). */
-static void scale_and_mask(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
+/* Applies every mask to keys [j0, j0 + n) of row i of the (already scaled) score
+ * block. */
+static void apply_masks(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
                            int64_t i, int64_t j0, float *srow, int64_t n)
 {
     const mha_mask *m = p->mask;
@@ -148,8 +150,8 @@ static void scale_and_mask(const mha_kernels *kern, const mha_attn_problem *p, i
     if (m->float_mask.data)
         add = (const float *)m->float_mask.data + b * m->float_mask.stride_b +
               h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0;
-    if (add || p->scale != 1.0f)
-        kern->f32_scale_add(srow, p->scale, add, (size_t)n);
+    if (add)
+        kern->f32_scale_add(srow, 1.0f, add, (size_t)n); /* the scale is in Q already */
     if (m->bool_mask.data)
         kern->f32_mask_u8(srow,
                           (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +
@@ -182,13 +184,24 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
     const mha_shape *s = &p->s;
     const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, ldo = t->ldo;
     float *S = scratch, *O = S + t->s_floats, *mrow = O + t->o_floats, *lrow = mrow + t->ml_floats;
+    float *qs = lrow + t->ml_floats;
     memset(O, 0, (size_t)(mq * ldo) * sizeof(float));
     for (int64_t r = 0; r < mq; r++) {
         mrow[r] = -INFINITY;
         lrow[r] = 0.0f;
     }
 
+    /* Q block, scaled once here rather than every score: a copy of bq x d_k
+     * floats, also contiguous (caller rows 4 KiB apart would alias in L1). */
     const float *q = p->q + b * p->q_stride[0] + h * p->q_stride[1] + i0 * p->q_stride[2];
+    int64_t ldq = p->q_stride[2];
+    if (p->scale != 1.0f) {
+        for (int64_t r = 0; r < mq; r++)
+            memcpy(qs + r * s->dk, q + r * ldq, (size_t)s->dk * sizeof(float));
+        kern->f32_scale(qs, p->scale, (size_t)(mq * s->dk));
+        q = qs;
+        ldq = s->dk;
+    }
     const float *vp = kp + t->k_floats;
     const int64_t kend = key_end(p, b, i0, mq);
 
@@ -200,13 +213,13 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
             int64_t n = nk - c < nr ? nk - c : nr;
             for (int64_t r = 0; r < mq; r += mr)
                 kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
-                               q + r * p->q_stride[2], (size_t)p->q_stride[2], panel,
+                               q + r * ldq, (size_t)ldq, panel,
                                S + r * t->bk + c, (size_t)t->bk, NULL, 0);
         }
         /* Online softmax; P overwrites S. */
         for (int64_t r = 0; r < mq; r++) {
             float *srow = S + r * t->bk;
-            scale_and_mask(kern, p, b, h, i0 + r, kb, srow, nk);
+            apply_masks(kern, p, b, h, i0 + r, kb, srow, nk);
             float mnew = kern->f32_rowmax(srow, (size_t)nk);
             if (mrow[r] > mnew)
                 mnew = mrow[r];
