@@ -57,6 +57,17 @@ typedef struct mha_kernels {
     void (*f32_scale_add)(float *x, float s, const float *add, size_t n);
     /* x[i] = keep[i] ? x[i] : -inf (a boolean mask row, nonzero = may attend). */
     void (*f32_mask_u8)(float *x, const uint8_t *keep, size_t n);
+
+    /* Added for decoding (few query rows against many keys), where packing K and V
+     * would cost as much as the attention: they read K and V rows in place.
+     * rows[r][i] = rows[r*ld + i]; ld >= n, or 0 (every row the same); no alignment. */
+    /* out[r] = sum_i x[i] * rows[r][i] for r < m (the scores of one query row). */
+    void (*f32_dot_rows)(const float *x, const float *rows, size_t ld, size_t m, size_t n,
+                         float *out);
+    /* y[i] += sum_r w[r] * rows[r][i] for i < n (P V for one query row); w[r] == 0
+     * rows still contribute 0 * rows[r][i] (NaN propagates). */
+    void (*f32_axpy_rows)(const float *w, const float *rows, size_t ld, size_t m, size_t n,
+                          float *y);
 } mha_kernels;
 
 /* The table of an ISA, or NULL if this build lacks it or this CPU cannot run it. */

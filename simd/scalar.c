@@ -143,6 +143,59 @@ static void mha_f32_pack_b_kn_8__scalar(size_t n, size_t k, const float *src, si
     mha_pack_b_kn_generic(NR, n, k, src, ld, dst);
 }
 
+/* Decoding kernels: 4 rows at a time, each with its own accumulator (x[i] loaded
+ * once for the 4), remaining rows one at a time. Rows r at rows + r*ld (ld may be 0). */
+static void mha_f32_dot_rows_4__scalar(const float *x, const float *rows, size_t ld, size_t m,
+                                       size_t n, float *out)
+{
+    size_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const float *p0 = rows + r * ld, *p1 = p0 + ld, *p2 = p1 + ld, *p3 = p2 + ld;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            const float xi = x[i];
+            s0 += xi * p0[i];
+            s1 += xi * p1[i];
+            s2 += xi * p2[i];
+            s3 += xi * p3[i];
+        }
+        out[r] = s0;
+        out[r + 1] = s1;
+        out[r + 2] = s2;
+        out[r + 3] = s3;
+    }
+    for (; r < m; r++) {
+        const float *p = rows + r * ld;
+        float s = 0.0f;
+        for (size_t i = 0; i < n; i++)
+            s += x[i] * p[i];
+        out[r] = s;
+    }
+}
+
+/* 4 rows per pass over y (y read and written once per 4 rows); every w[r] is used,
+ * zero or not, so a NaN in a row reaches y. */
+static void mha_f32_axpy_rows_4__scalar(const float *w, const float *rows, size_t ld, size_t m,
+                                        size_t n, float *y)
+{
+    size_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const float *p0 = rows + r * ld, *p1 = p0 + ld, *p2 = p1 + ld, *p3 = p2 + ld;
+        const float w0 = w[r], w1 = w[r + 1], w2 = w[r + 2], w3 = w[r + 3];
+        for (size_t i = 0; i < n; i++) {
+            float t = w0 * p0[i] + w1 * p1[i];
+            float u = w2 * p2[i] + w3 * p3[i];
+            y[i] += t + u;
+        }
+    }
+    for (; r < m; r++) {
+        const float *p = rows + r * ld;
+        const float wr = w[r];
+        for (size_t i = 0; i < n; i++)
+            y[i] += wr * p[i];
+    }
+}
+
 const mha_kernels mha_kernels_scalar = {
     .isa = MHA_ISA_SCALAR,
     .name = "scalar",
@@ -157,4 +210,6 @@ const mha_kernels mha_kernels_scalar = {
     .f32_pack_b_kn = mha_f32_pack_b_kn_8__scalar,
     .f32_scale_add = mha_f32_scale_add__scalar,
     .f32_mask_u8 = mha_f32_mask_u8__scalar,
+    .f32_dot_rows = mha_f32_dot_rows_4__scalar,
+    .f32_axpy_rows = mha_f32_axpy_rows_4__scalar,
 };

@@ -414,7 +414,8 @@ START_TEST(test_table)
     ck_assert_str_eq(k->name, mha_isa_name((mha_isa)_i));
     ck_assert(k->gemm_mr >= 1 && k->gemm_nr >= 1);
     ck_assert(k->f32_exp && k->f32_rowmax && k->f32_exp_sub_sum && k->f32_scale && k->f32_gemm &&
-              k->f32_pack_b_nk && k->f32_pack_b_kn && k->f32_scale_add && k->f32_mask_u8);
+              k->f32_pack_b_nk && k->f32_pack_b_kn && k->f32_scale_add && k->f32_mask_u8 && k->f32_dot_rows &&
+              k->f32_axpy_rows);
     ck_assert_ptr_eq(mha_kernels_active(), mha_kernels_for(mha_active_isa()));
     ck_assert_ptr_nonnull(mha_kernels_for(MHA_ISA_SCALAR));
 }
@@ -571,6 +572,142 @@ START_TEST(test_pack_gemm)
 }
 END_TEST
 
+/* ------------------------------------------------------- decoding kernels */
+
+/* Shapes of the decoding kernels: m rows (keys) of n (the head dim), every tail of
+ * every tile (rows by 4 and 8, n by 4, 8 and 16, y in registers up to 128), rows
+ * strided (ld = n, n + 3) or all the same memory (ld = 0). */
+static const size_t dec_ms[] = {0, 1, 2, 3, 5, 8, 9, 31, 100};
+static const size_t dec_ns[] = {1, 2, 3, 7, 15, 16, 17, 31, 32, 33, 63, 64, 65, 80, 96, 127,
+                                128, 129, 256};
+#define DEC_MMAX 100
+#define DEC_NMAX 256
+#define DEC_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+/* Sentinel past the outputs: a kernel writing there is caught. */
+#define DEC_PAD 8
+
+START_TEST(test_dot_rows)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(17);
+    const size_t cap = DEC_MMAX * (DEC_NMAX + 3);
+    float *rows = unaligned(cap), *x = unaligned(DEC_NMAX), *out = unaligned(DEC_MMAX + DEC_PAD);
+    test_fill(&g, rows, cap, -2.0f, 2.0f);
+    for (size_t ni = 0; ni < DEC_COUNT(dec_ns); ni++) {
+        const size_t n = dec_ns[ni];
+        test_fill(&g, x, n, -2.0f, 2.0f);
+        const size_t lds[3] = {n, n + 3, 0};
+        for (size_t li = 0; li < 3; li++) {
+            const size_t ld = lds[li];
+            for (size_t mi = 0; mi < DEC_COUNT(dec_ms); mi++) {
+                const size_t m = dec_ms[mi];
+                for (size_t r = 0; r < m + DEC_PAD; r++)
+                    out[r] = NAN;
+                k->f32_dot_rows(x, rows, ld, m, n, out);
+                for (size_t r = 0; r < m; r++) {
+                    const float *row = rows + r * ld;
+                    double ref = 0.0, mag = 0.0;
+                    for (size_t i = 0; i < n; i++) {
+                        double t = (double)x[i] * row[i];
+                        ref += t;
+                        mag += fabs(t);
+                    }
+                    /* float32 accumulation: a rounding per term at most (2 ulp x n). */
+                    double tol = (double)(n + 2) * 0x1p-23 * mag + 1e-30;
+                    FAIL_IF(!(fabs(out[r] - ref) <= tol),
+                            "%s: dot_rows m=%zu n=%zu ld=%zu: out[%zu] = %.9g, expected %.9g",
+                            k->name, m, n, ld, r, out[r], ref);
+                }
+                for (size_t r = m; r < m + DEC_PAD; r++)
+                    FAIL_IF(!isnan(out[r]), "%s: dot_rows m=%zu n=%zu ld=%zu wrote out[%zu]",
+                            k->name, m, n, ld, r);
+            }
+        }
+    }
+    /* A NaN in a row reaches its score only. */
+    const size_t n = 37, m = 11;
+    rows[5 * n + 36] = NAN;
+    k->f32_dot_rows(x, rows, n, m, n, out);
+    for (size_t r = 0; r < m; r++)
+        FAIL_IF(!(r == 5 ? isnan(out[r]) : isfinite(out[r])), "%s: dot_rows NaN row 5: out[%zu] = %g",
+                k->name, r, out[r]);
+    release(rows);
+    release(x);
+    release(out);
+}
+END_TEST
+
+START_TEST(test_axpy_rows)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(18);
+    const size_t cap = DEC_MMAX * (DEC_NMAX + 3);
+    float *rows = unaligned(cap), *w = unaligned(DEC_MMAX);
+    float *y = unaligned(DEC_NMAX + DEC_PAD), *y0 = unaligned(DEC_NMAX);
+    test_fill(&g, rows, cap, -2.0f, 2.0f);
+    for (size_t ni = 0; ni < DEC_COUNT(dec_ns); ni++) {
+        const size_t n = dec_ns[ni];
+        const size_t lds[3] = {n, n + 3, 0};
+        for (size_t li = 0; li < 3; li++) {
+            const size_t ld = lds[li];
+            for (size_t mi = 0; mi < DEC_COUNT(dec_ms); mi++) {
+                const size_t m = dec_ms[mi];
+                /* Softmax-like weights (some exactly 0) and a nonzero y to add to. */
+                test_fill(&g, w, m, 0.0f, 1.0f);
+                for (size_t r = 1; r < m; r += 4)
+                    w[r] = 0.0f;
+                test_fill(&g, y0, n, -3.0f, 3.0f);
+                memcpy(y, y0, n * sizeof(float));
+                for (size_t i = n; i < n + DEC_PAD; i++)
+                    y[i] = NAN;
+                k->f32_axpy_rows(w, rows, ld, m, n, y);
+                for (size_t i = 0; i < n; i++) {
+                    double ref = y0[i], mag = fabs(y0[i]);
+                    for (size_t r = 0; r < m; r++) {
+                        double t = (double)w[r] * rows[r * ld + i];
+                        ref += t;
+                        mag += fabs(t);
+                    }
+                    double tol = (double)(m + 2) * 0x1p-23 * mag + 1e-30;
+                    FAIL_IF(!(fabs(y[i] - ref) <= tol),
+                            "%s: axpy_rows m=%zu n=%zu ld=%zu: y[%zu] = %.9g, expected %.9g",
+                            k->name, m, n, ld, i, y[i], ref);
+                }
+                for (size_t i = n; i < n + DEC_PAD; i++)
+                    FAIL_IF(!isnan(y[i]), "%s: axpy_rows m=%zu n=%zu ld=%zu wrote y[%zu]",
+                            k->name, m, n, ld, i);
+                if (m == 0)
+                    continue;
+                /* A NaN in a row of weight 0 still reaches y (0 * NaN = NaN), in its
+                 * column only: first or last row, last column. */
+                const size_t nr = (m * 7) % 2 ? m - 1 : 0;
+                const size_t at = nr * ld + n - 1;
+                const float keep_v = rows[at], keep_w = w[nr];
+                rows[at] = NAN;
+                w[nr] = 0.0f;
+                memcpy(y, y0, n * sizeof(float));
+                k->f32_axpy_rows(w, rows, ld, m, n, y);
+                FAIL_IF(!isnan(y[n - 1]), "%s: axpy_rows m=%zu n=%zu ld=%zu: NaN in row %zu "
+                        "with w = 0 hidden", k->name, m, n, ld, nr);
+                for (size_t i = 0; i + 1 < n; i++)
+                    FAIL_IF(!isfinite(y[i]), "%s: axpy_rows m=%zu n=%zu ld=%zu: NaN spread to "
+                            "y[%zu]", k->name, m, n, ld, i);
+                rows[at] = keep_v;
+                w[nr] = keep_w;
+            }
+        }
+    }
+    release(rows);
+    release(w);
+    release(y);
+    release(y0);
+}
+END_TEST
+
 Suite *suite_kernels(void)
 {
     Suite *s = suite_create("kernels");
@@ -589,6 +726,8 @@ Suite *suite_kernels(void)
     tcase_add_loop_test(tc, test_gemm, lo, hi);
     tcase_add_loop_test(tc, test_pack, lo, hi);
     tcase_add_loop_test(tc, test_pack_gemm, lo, hi);
+    tcase_add_loop_test(tc, test_dot_rows, lo, hi);
+    tcase_add_loop_test(tc, test_axpy_rows, lo, hi);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -250,6 +250,157 @@ static void mha_f32_pack_b_kn_8__neon(size_t n, size_t k, const float *src, size
     mha_pack_b_kn_generic(NR, n, k, src, ld, dst);
 }
 
+/* ------------------------------------------------------------ decoding */
+
+/* The 4 sums of a0..a3 as one vector: pairwise adds transpose while they add. */
+static inline float32x4_t hsum4x4(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4_t a3)
+{
+    return vpaddq_f32(vpaddq_f32(a0, a1), vpaddq_f32(a2, a3));
+}
+
+/* out[0..cnt) for rows p, p + ld, ..., cnt <= 8; rows past cnt read row cnt-1 (valid
+ * memory, in L1) and are not stored. 8 accumulators + x; n % 4 in scalar. */
+static inline void dot_rows_8(const float *x, const float *rows, size_t ld, size_t cnt,
+                              size_t n, float *out)
+{
+    const float *p[8];
+    for (size_t r = 0; r < 8; r++)
+        p[r] = rows + (r < cnt ? r : cnt - 1) * ld;
+    const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+    const float *p4 = p[4], *p5 = p[5], *p6 = p[6], *p7 = p[7];
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float32x4_t a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t xv = vld1q_f32(x + i);
+        a0 = vfmaq_f32(a0, xv, vld1q_f32(p0 + i));
+        a1 = vfmaq_f32(a1, xv, vld1q_f32(p1 + i));
+        a2 = vfmaq_f32(a2, xv, vld1q_f32(p2 + i));
+        a3 = vfmaq_f32(a3, xv, vld1q_f32(p3 + i));
+        a4 = vfmaq_f32(a4, xv, vld1q_f32(p4 + i));
+        a5 = vfmaq_f32(a5, xv, vld1q_f32(p5 + i));
+        a6 = vfmaq_f32(a6, xv, vld1q_f32(p6 + i));
+        a7 = vfmaq_f32(a7, xv, vld1q_f32(p7 + i));
+    }
+    float s[8];
+    vst1q_f32(s, hsum4x4(a0, a1, a2, a3));
+    vst1q_f32(s + 4, hsum4x4(a4, a5, a6, a7));
+    for (; i < n; i++)
+        for (size_t r = 0; r < 8; r++)
+            s[r] += x[i] * p[r][i];
+    memcpy(out, s, cnt * sizeof(float));
+}
+
+static inline float dot_row_1(const float *x, const float *p, size_t n)
+{
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(p + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(x + i + 4), vld1q_f32(p + i + 4));
+    }
+    for (; i + 4 <= n; i += 4)
+        a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(p + i));
+    float sum = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++)
+        sum += x[i] * p[i];
+    return sum;
+}
+
+/* 8 rows per step, one accumulator each over n, x loaded once per 8 rows;
+ * m % 8 >= 4 rows go through the same step with clamped row pointers, fewer one at
+ * a time. */
+static void mha_f32_dot_rows_8__neon(const float *x, const float *rows, size_t ld, size_t m,
+                                     size_t n, float *out)
+{
+    size_t r = 0;
+    for (; r + 8 <= m; r += 8)
+        dot_rows_8(x, rows + r * ld, ld, 8, n, out + r);
+    if (m - r >= 4) {
+        dot_rows_8(x, rows + r * ld, ld, m - r, n, out + r);
+        return;
+    }
+    for (; r < m; r++)
+        out[r] = dot_row_1(x, rows + r * ld, n);
+}
+
+/* y[0..32) += sum_r w[r] rows[r][0..32): y in 8 q registers, even and odd rows into
+ * two sets of accumulators (16 chains: 4 FMA pipes x 4 cycles on big cores). */
+static inline void axpy_rows_32(const float *w, const float *rows, size_t ld, size_t m, float *y)
+{
+    float32x4_t y0 = vld1q_f32(y), y1 = vld1q_f32(y + 4), y2 = vld1q_f32(y + 8);
+    float32x4_t y3 = vld1q_f32(y + 12), y4 = vld1q_f32(y + 16), y5 = vld1q_f32(y + 20);
+    float32x4_t y6 = vld1q_f32(y + 24), y7 = vld1q_f32(y + 28);
+    float32x4_t z0 = vdupq_n_f32(0.0f), z1 = z0, z2 = z0, z3 = z0, z4 = z0, z5 = z0, z6 = z0;
+    float32x4_t z7 = z0;
+#define ROW32(rr, a0, a1, a2, a3, a4, a5, a6, a7)                                          \
+    do {                                                                                   \
+        const float *q = rows + (rr) * ld;                                                 \
+        const float wr = w[rr];                                                            \
+        a0 = vfmaq_n_f32(a0, vld1q_f32(q), wr);                                            \
+        a1 = vfmaq_n_f32(a1, vld1q_f32(q + 4), wr);                                        \
+        a2 = vfmaq_n_f32(a2, vld1q_f32(q + 8), wr);                                        \
+        a3 = vfmaq_n_f32(a3, vld1q_f32(q + 12), wr);                                       \
+        a4 = vfmaq_n_f32(a4, vld1q_f32(q + 16), wr);                                       \
+        a5 = vfmaq_n_f32(a5, vld1q_f32(q + 20), wr);                                       \
+        a6 = vfmaq_n_f32(a6, vld1q_f32(q + 24), wr);                                       \
+        a7 = vfmaq_n_f32(a7, vld1q_f32(q + 28), wr);                                       \
+    } while (0)
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        ROW32(r, y0, y1, y2, y3, y4, y5, y6, y7);
+        ROW32(r + 1, z0, z1, z2, z3, z4, z5, z6, z7);
+    }
+    if (r < m)
+        ROW32(r, y0, y1, y2, y3, y4, y5, y6, y7);
+#undef ROW32
+    vst1q_f32(y, vaddq_f32(y0, z0));
+    vst1q_f32(y + 4, vaddq_f32(y1, z1));
+    vst1q_f32(y + 8, vaddq_f32(y2, z2));
+    vst1q_f32(y + 12, vaddq_f32(y3, z3));
+    vst1q_f32(y + 16, vaddq_f32(y4, z4));
+    vst1q_f32(y + 20, vaddq_f32(y5, z5));
+    vst1q_f32(y + 24, vaddq_f32(y6, z6));
+    vst1q_f32(y + 28, vaddq_f32(y7, z7));
+}
+
+/* y[0..4): 1 q register, rows dealt to 4 accumulators. */
+static inline void axpy_rows_4(const float *w, const float *rows, size_t ld, size_t m, float *y)
+{
+    float32x4_t a = vld1q_f32(y), b = vdupq_n_f32(0.0f), c = b, d = b;
+    size_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const float *q = rows + r * ld;
+        a = vfmaq_n_f32(a, vld1q_f32(q), w[r]);
+        b = vfmaq_n_f32(b, vld1q_f32(q + ld), w[r + 1]);
+        c = vfmaq_n_f32(c, vld1q_f32(q + 2 * ld), w[r + 2]);
+        d = vfmaq_n_f32(d, vld1q_f32(q + 3 * ld), w[r + 3]);
+    }
+    for (; r < m; r++)
+        a = vfmaq_n_f32(a, vld1q_f32(rows + r * ld), w[r]);
+    vst1q_f32(y, vaddq_f32(vaddq_f32(a, b), vaddq_f32(c, d)));
+}
+
+/* y is held in registers over all m rows: 32 floats per pass while they last, then 4,
+ * then the last n % 4 columns in scalar. */
+static void mha_f32_axpy_rows_2__neon(const float *w, const float *rows, size_t ld, size_t m,
+                                      size_t n, float *y)
+{
+    if (m == 0)
+        return;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        axpy_rows_32(w, rows + i, ld, m, y + i);
+    for (; i + 4 <= n; i += 4)
+        axpy_rows_4(w, rows + i, ld, m, y + i);
+    for (; i < n; i++) {
+        float acc = y[i];
+        for (size_t r = 0; r < m; r++)
+            acc += w[r] * rows[r * ld + i];
+        y[i] = acc;
+    }
+}
+
 const mha_kernels mha_kernels_neon = {
     .isa = MHA_ISA_NEON,
     .name = "neon",
@@ -264,4 +415,6 @@ const mha_kernels mha_kernels_neon = {
     .f32_pack_b_kn = mha_f32_pack_b_kn_8__neon,
     .f32_scale_add = mha_f32_scale_add__neon,
     .f32_mask_u8 = mha_f32_mask_u8__neon,
+    .f32_dot_rows = mha_f32_dot_rows_8__neon,
+    .f32_axpy_rows = mha_f32_axpy_rows_2__neon,
 };

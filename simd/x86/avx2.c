@@ -269,6 +269,215 @@ static void mha_f32_pack_b_kn_16__avx2(size_t n, size_t k, const float *src, siz
     mha_pack_b_kn_generic(NR, n, k, src, ld, dst);
 }
 
+/* ------------------------------------------------------------ decoding */
+
+/* The 8 sums of a0..a7 as 8 floats: hadd transposes while it adds (6 hadds, 2 lane
+ * permutes and 1 add for the 8 rows). */
+static inline __m256 hsum8x8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5,
+                             __m256 a6, __m256 a7)
+{
+    __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+    __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
+    /* u0 = [rows 0..3, low lanes | rows 0..3, high lanes], u1 the same for rows 4..7. */
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                         _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+/* out[0..cnt) for rows p, p + ld, ..., cnt <= 8; rows past cnt read row cnt-1 (valid
+ * memory, in L1) and are not stored. 8 accumulators + x: 9 of the 16 ymm. */
+static inline void dot_rows_8(const float *x, const float *rows, size_t ld, size_t cnt,
+                              size_t n, float *out)
+{
+    const float *p0 = rows;
+    const float *p1 = rows + (1 < cnt ? 1 : cnt - 1) * ld;
+    const float *p2 = rows + (2 < cnt ? 2 : cnt - 1) * ld;
+    const float *p3 = rows + (3 < cnt ? 3 : cnt - 1) * ld;
+    const float *p4 = rows + (4 < cnt ? 4 : cnt - 1) * ld;
+    const float *p5 = rows + (5 < cnt ? 5 : cnt - 1) * ld;
+    const float *p6 = rows + (6 < cnt ? 6 : cnt - 1) * ld;
+    const float *p7 = rows + (7 < cnt ? 7 : cnt - 1) * ld;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps();
+    __m256 a3 = _mm256_setzero_ps(), a4 = _mm256_setzero_ps(), a5 = _mm256_setzero_ps();
+    __m256 a6 = _mm256_setzero_ps(), a7 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 xv = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p0 + i), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p1 + i), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p2 + i), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p3 + i), a3);
+        a4 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p4 + i), a4);
+        a5 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p5 + i), a5);
+        a6 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p6 + i), a6);
+        a7 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(p7 + i), a7);
+    }
+    if (i < n) {
+        /* maskload zeroes the lanes it skips (and never faults on them). */
+        __m256i k = tail_mask(n - i);
+        __m256 xv = _mm256_maskload_ps(x + i, k);
+        a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p0 + i, k), a0);
+        a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p1 + i, k), a1);
+        a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p2 + i, k), a2);
+        a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p3 + i, k), a3);
+        a4 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p4 + i, k), a4);
+        a5 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p5 + i, k), a5);
+        a6 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p6 + i, k), a6);
+        a7 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(p7 + i, k), a7);
+    }
+    __m256 s = hsum8x8(a0, a1, a2, a3, a4, a5, a6, a7);
+    if (cnt == 8)
+        _mm256_storeu_ps(out, s);
+    else
+        _mm256_maskstore_ps(out, tail_mask(cnt), s);
+}
+
+static inline float dot_row_1(const float *x, const float *p, size_t n)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(p + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(p + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(p + i), a0);
+    if (i < n) {
+        __m256i k = tail_mask(n - i);
+        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, k), _mm256_maskload_ps(p + i, k), a1);
+    }
+    return hsum8(_mm256_add_ps(a0, a1));
+}
+
+/* 8 rows per step, one ymm accumulator each over n, x loaded once per 8 rows;
+ * m % 8 >= 4 rows go through the same step with clamped row pointers, fewer one at
+ * a time. */
+static void mha_f32_dot_rows_8__avx2(const float *x, const float *rows, size_t ld, size_t m,
+                                     size_t n, float *out)
+{
+    size_t r = 0;
+    for (; r + 8 <= m; r += 8)
+        dot_rows_8(x, rows + r * ld, ld, 8, n, out + r);
+    if (m - r >= 4) {
+        dot_rows_8(x, rows + r * ld, ld, m - r, n, out + r);
+        return;
+    }
+    for (; r < m; r++)
+        out[r] = dot_row_1(x, rows + r * ld, n);
+}
+
+/* y[0..64) += sum_r w[r] rows[r][0..64): y in 8 ymm (8 independent FMA chains). */
+static inline void axpy_rows_64(const float *w, const float *rows, size_t ld, size_t m, float *y)
+{
+    __m256 y0 = _mm256_loadu_ps(y), y1 = _mm256_loadu_ps(y + 8);
+    __m256 y2 = _mm256_loadu_ps(y + 16), y3 = _mm256_loadu_ps(y + 24);
+    __m256 y4 = _mm256_loadu_ps(y + 32), y5 = _mm256_loadu_ps(y + 40);
+    __m256 y6 = _mm256_loadu_ps(y + 48), y7 = _mm256_loadu_ps(y + 56);
+#define ROW64(rr)                                                                          \
+    do {                                                                                   \
+        const float *p = rows + (rr) * ld;                                                 \
+        __m256 wv = _mm256_broadcast_ss(w + (rr));                                         \
+        y0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), y0);                                  \
+        y1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 8), y1);                              \
+        y2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 16), y2);                             \
+        y3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 24), y3);                             \
+        y4 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 32), y4);                             \
+        y5 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 40), y5);                             \
+        y6 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 48), y6);                             \
+        y7 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 56), y7);                             \
+    } while (0)
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        ROW64(r);
+        ROW64(r + 1);
+    }
+    if (r < m)
+        ROW64(r);
+#undef ROW64
+    _mm256_storeu_ps(y, y0);
+    _mm256_storeu_ps(y + 8, y1);
+    _mm256_storeu_ps(y + 16, y2);
+    _mm256_storeu_ps(y + 24, y3);
+    _mm256_storeu_ps(y + 32, y4);
+    _mm256_storeu_ps(y + 40, y5);
+    _mm256_storeu_ps(y + 48, y6);
+    _mm256_storeu_ps(y + 56, y7);
+}
+
+/* y[0..32): 4 ymm, even rows and odd rows into two sets of accumulators (8 chains). */
+static inline void axpy_rows_32(const float *w, const float *rows, size_t ld, size_t m, float *y)
+{
+    __m256 y0 = _mm256_loadu_ps(y), y1 = _mm256_loadu_ps(y + 8);
+    __m256 y2 = _mm256_loadu_ps(y + 16), y3 = _mm256_loadu_ps(y + 24);
+    __m256 z0 = _mm256_setzero_ps(), z1 = z0, z2 = z0, z3 = z0;
+#define ROW32(rr, a0, a1, a2, a3)                                                          \
+    do {                                                                                   \
+        const float *p = rows + (rr) * ld;                                                 \
+        __m256 wv = _mm256_broadcast_ss(w + (rr));                                         \
+        a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p), a0);                                  \
+        a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 8), a1);                              \
+        a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 16), a2);                             \
+        a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p + 24), a3);                             \
+    } while (0)
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        ROW32(r, y0, y1, y2, y3);
+        ROW32(r + 1, z0, z1, z2, z3);
+    }
+    if (r < m)
+        ROW32(r, y0, y1, y2, y3);
+#undef ROW32
+    _mm256_storeu_ps(y, _mm256_add_ps(y0, z0));
+    _mm256_storeu_ps(y + 8, _mm256_add_ps(y1, z1));
+    _mm256_storeu_ps(y + 16, _mm256_add_ps(y2, z2));
+    _mm256_storeu_ps(y + 24, _mm256_add_ps(y3, z3));
+}
+
+/* y[0..nn), nn <= 8 (maskload when nn < 8): 1 ymm, rows dealt to 4 accumulators. */
+static inline void axpy_rows_8(const float *w, const float *rows, size_t ld, size_t m,
+                               size_t nn, float *y)
+{
+    const __m256i k = tail_mask(nn);
+    const int full = nn == 8;
+    __m256 a = full ? _mm256_loadu_ps(y) : _mm256_maskload_ps(y, k);
+    __m256 b = _mm256_setzero_ps(), c = b, d = b;
+#define LOAD8(p) (full ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), k))
+    size_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const float *p = rows + r * ld;
+        a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + r), LOAD8(p), a);
+        b = _mm256_fmadd_ps(_mm256_broadcast_ss(w + r + 1), LOAD8(p + ld), b);
+        c = _mm256_fmadd_ps(_mm256_broadcast_ss(w + r + 2), LOAD8(p + 2 * ld), c);
+        d = _mm256_fmadd_ps(_mm256_broadcast_ss(w + r + 3), LOAD8(p + 3 * ld), d);
+    }
+    for (; r < m; r++)
+        a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + r), LOAD8(rows + r * ld), a);
+#undef LOAD8
+    a = _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d));
+    if (full)
+        _mm256_storeu_ps(y, a);
+    else
+        _mm256_maskstore_ps(y, k, a);
+}
+
+/* y is held in registers over all m rows: 64 floats per pass while they last, then
+ * 32, then 8 (unmasked), then a masked tail. */
+static void mha_f32_axpy_rows_2__avx2(const float *w, const float *rows, size_t ld, size_t m,
+                                      size_t n, float *y)
+{
+    if (m == 0)
+        return;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        axpy_rows_64(w, rows + i, ld, m, y + i);
+    if (i + 32 <= n) {
+        axpy_rows_32(w, rows + i, ld, m, y + i);
+        i += 32;
+    }
+    for (; i < n; i += 8)
+        axpy_rows_8(w, rows + i, ld, m, n - i < 8 ? n - i : 8, y + i);
+}
+
 const mha_kernels mha_kernels_avx2 = {
     .isa = MHA_ISA_AVX2,
     .name = "avx2",
@@ -283,4 +492,6 @@ const mha_kernels mha_kernels_avx2 = {
     .f32_pack_b_kn = mha_f32_pack_b_kn_16__avx2,
     .f32_scale_add = mha_f32_scale_add__avx2,
     .f32_mask_u8 = mha_f32_mask_u8__avx2,
+    .f32_dot_rows = mha_f32_dot_rows_8__avx2,
+    .f32_axpy_rows = mha_f32_axpy_rows_2__avx2,
 };

@@ -235,6 +235,237 @@ static void mha_f32_pack_b_kn_32__avx512(size_t n, size_t k, const float *src, s
     }
 }
 
+/* ------------------------------------------------------------ decoding */
+
+/* Mask of lanes [16j, 16j + 16) of a row of n floats. */
+static inline __mmask16 chunk_mask(size_t n, size_t j)
+{
+    return tail_mask(n > 16 * j ? n - 16 * j : 0);
+}
+
+/* The 8 sums of a0..a7 as 8 floats (a transpose-and-add: 15 shuffles and 7 adds for
+ * the 8 rows, against 8 x 8 for separate reductions). */
+static inline __m256 hsum8x16(__m512 a0, __m512 a1, __m512 a2, __m512 a3, __m512 a4, __m512 a5,
+                              __m512 a6, __m512 a7)
+{
+    /* 256-bit halves: t01 = [a0 lo + a0 hi (8) | a1 lo + a1 hi (8)]. */
+    __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, 0x44), _mm512_shuffle_f32x4(a0, a1, 0xee));
+    __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, 0x44), _mm512_shuffle_f32x4(a2, a3, 0xee));
+    __m512 t45 = _mm512_add_ps(_mm512_shuffle_f32x4(a4, a5, 0x44), _mm512_shuffle_f32x4(a4, a5, 0xee));
+    __m512 t67 = _mm512_add_ps(_mm512_shuffle_f32x4(a6, a7, 0x44), _mm512_shuffle_f32x4(a6, a7, 0xee));
+    /* 128-bit quarters: u0 = [a0 (4) | a1 (4) | a2 (4) | a3 (4)]. */
+    __m512 u0 = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, 0x88), _mm512_shuffle_f32x4(t01, t23, 0xdd));
+    __m512 u1 = _mm512_add_ps(_mm512_shuffle_f32x4(t45, t67, 0x88), _mm512_shuffle_f32x4(t45, t67, 0xdd));
+    /* In each quarter q: [u0 q0 + u0 q2, u1 q0 + u1 q2, u0 q1 + u0 q3, u1 q1 + u1 q3]. */
+    __m512 v = _mm512_add_ps(_mm512_unpacklo_ps(u0, u1), _mm512_unpackhi_ps(u0, u1));
+    /* Lane 4q = sum of row q, lane 4q + 1 = sum of row 4 + q. */
+    v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4e));
+    const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+    return _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, v));
+}
+
+/* out[0..cnt) for rows p, p + ld, ..., cnt <= 8; rows past cnt read row cnt-1 (valid
+ * memory, in L1) and are not stored. */
+static inline void dot_rows_8(const float *x, const float *rows, size_t ld, size_t cnt,
+                              size_t n, float *out)
+{
+    const float *p0 = rows;
+    const float *p1 = rows + (1 < cnt ? 1 : cnt - 1) * ld;
+    const float *p2 = rows + (2 < cnt ? 2 : cnt - 1) * ld;
+    const float *p3 = rows + (3 < cnt ? 3 : cnt - 1) * ld;
+    const float *p4 = rows + (4 < cnt ? 4 : cnt - 1) * ld;
+    const float *p5 = rows + (5 < cnt ? 5 : cnt - 1) * ld;
+    const float *p6 = rows + (6 < cnt ? 6 : cnt - 1) * ld;
+    const float *p7 = rows + (7 < cnt ? 7 : cnt - 1) * ld;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps();
+    __m512 a3 = _mm512_setzero_ps(), a4 = _mm512_setzero_ps(), a5 = _mm512_setzero_ps();
+    __m512 a6 = _mm512_setzero_ps(), a7 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 xv = _mm512_loadu_ps(x + i);
+        a0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p0 + i), a0);
+        a1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p1 + i), a1);
+        a2 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p2 + i), a2);
+        a3 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p3 + i), a3);
+        a4 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p4 + i), a4);
+        a5 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p5 + i), a5);
+        a6 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p6 + i), a6);
+        a7 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(p7 + i), a7);
+    }
+    if (i < n) {
+        /* Masked-off lanes load 0 (and never fault): 0 * 0 adds nothing. */
+        __mmask16 k = tail_mask(n - i);
+        __m512 xv = _mm512_maskz_loadu_ps(k, x + i);
+        a0 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p0 + i), a0);
+        a1 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p1 + i), a1);
+        a2 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p2 + i), a2);
+        a3 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p3 + i), a3);
+        a4 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p4 + i), a4);
+        a5 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p5 + i), a5);
+        a6 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p6 + i), a6);
+        a7 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(k, p7 + i), a7);
+    }
+    __m256 s = hsum8x16(a0, a1, a2, a3, a4, a5, a6, a7);
+    if (cnt == 8)
+        _mm256_storeu_ps(out, s);
+    else
+        _mm256_mask_storeu_ps(out, (__mmask8)((1u << cnt) - 1u), s);
+}
+
+static inline float dot_row_1(const float *x, const float *p, size_t n)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(p + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(p + i + 16), a1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = tail_mask(n - i);
+        a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, p + i), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* 8 rows per step, one zmm accumulator each over n (8 independent FMA chains: 2 pipes
+ * x 4 cycles), x loaded once per 8 rows; m % 8 >= 4 rows go through the same step with
+ * clamped row pointers, fewer one at a time. */
+static void mha_f32_dot_rows_8__avx512(const float *x, const float *rows, size_t ld, size_t m,
+                                       size_t n, float *out)
+{
+    size_t r = 0;
+    for (; r + 8 <= m; r += 8)
+        dot_rows_8(x, rows + r * ld, ld, 8, n, out + r);
+    if (m - r >= 4) {
+        dot_rows_8(x, rows + r * ld, ld, m - r, n, out + r);
+        return;
+    }
+    for (; r < m; r++)
+        out[r] = dot_row_1(x, rows + r * ld, n);
+}
+
+/* y[0..nn) += sum_r w[r] rows[r][0..nn), 64 < nn <= 128: y in 8 zmm (8 independent
+ * FMA chains), 2 rows per iteration. */
+static inline void axpy_rows_128(const float *w, const float *rows, size_t ld, size_t m,
+                                 size_t nn, float *y)
+{
+    const __mmask16 k4 = chunk_mask(nn, 4), k5 = chunk_mask(nn, 5);
+    const __mmask16 k6 = chunk_mask(nn, 6), k7 = chunk_mask(nn, 7);
+    __m512 y0 = _mm512_loadu_ps(y), y1 = _mm512_loadu_ps(y + 16);
+    __m512 y2 = _mm512_loadu_ps(y + 32), y3 = _mm512_loadu_ps(y + 48);
+    __m512 y4 = _mm512_maskz_loadu_ps(k4, y + 64), y5 = _mm512_maskz_loadu_ps(k5, y + 80);
+    __m512 y6 = _mm512_maskz_loadu_ps(k6, y + 96), y7 = _mm512_maskz_loadu_ps(k7, y + 112);
+#define ROW128(rr)                                                                         \
+    do {                                                                                   \
+        const float *p = rows + (rr) * ld;                                                 \
+        __m512 wv = _mm512_set1_ps(w[rr]);                                                 \
+        y0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p), y0);                                  \
+        y1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 16), y1);                             \
+        y2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 32), y2);                             \
+        y3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 48), y3);                             \
+        y4 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k4, p + 64), y4);                   \
+        y5 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k5, p + 80), y5);                   \
+        y6 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k6, p + 96), y6);                   \
+        y7 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k7, p + 112), y7);                  \
+    } while (0)
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        ROW128(r);
+        ROW128(r + 1);
+    }
+    if (r < m)
+        ROW128(r);
+#undef ROW128
+    _mm512_storeu_ps(y, y0);
+    _mm512_storeu_ps(y + 16, y1);
+    _mm512_storeu_ps(y + 32, y2);
+    _mm512_storeu_ps(y + 48, y3);
+    _mm512_mask_storeu_ps(y + 64, k4, y4);
+    _mm512_mask_storeu_ps(y + 80, k5, y5);
+    _mm512_mask_storeu_ps(y + 96, k6, y6);
+    _mm512_mask_storeu_ps(y + 112, k7, y7);
+}
+
+/* 32 < nn <= 64: y in 4 zmm, even rows into one set of accumulators and odd rows
+ * into a second (8 chains), added at the end. */
+static inline void axpy_rows_64(const float *w, const float *rows, size_t ld, size_t m,
+                                size_t nn, float *y)
+{
+    const __mmask16 k2 = chunk_mask(nn, 2), k3 = chunk_mask(nn, 3);
+    __m512 y0 = _mm512_loadu_ps(y), y1 = _mm512_loadu_ps(y + 16);
+    __m512 y2 = _mm512_maskz_loadu_ps(k2, y + 32), y3 = _mm512_maskz_loadu_ps(k3, y + 48);
+    __m512 z0 = _mm512_setzero_ps(), z1 = z0, z2 = z0, z3 = z0;
+#define ROW64(rr, a0, a1, a2, a3)                                                          \
+    do {                                                                                   \
+        const float *p = rows + (rr) * ld;                                                 \
+        __m512 wv = _mm512_set1_ps(w[rr]);                                                 \
+        a0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p), a0);                                  \
+        a1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(p + 16), a1);                             \
+        a2 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k2, p + 32), a2);                   \
+        a3 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k3, p + 48), a3);                   \
+    } while (0)
+    size_t r = 0;
+    for (; r + 2 <= m; r += 2) {
+        ROW64(r, y0, y1, y2, y3);
+        ROW64(r + 1, z0, z1, z2, z3);
+    }
+    if (r < m)
+        ROW64(r, y0, y1, y2, y3);
+#undef ROW64
+    _mm512_storeu_ps(y, _mm512_add_ps(y0, z0));
+    _mm512_storeu_ps(y + 16, _mm512_add_ps(y1, z1));
+    _mm512_mask_storeu_ps(y + 32, k2, _mm512_add_ps(y2, z2));
+    _mm512_mask_storeu_ps(y + 48, k3, _mm512_add_ps(y3, z3));
+}
+
+/* nn <= 32: y in 2 zmm, rows dealt round-robin to 4 sets of accumulators. */
+static inline void axpy_rows_32(const float *w, const float *rows, size_t ld, size_t m,
+                                size_t nn, float *y)
+{
+    const __mmask16 k0 = chunk_mask(nn, 0), k1 = chunk_mask(nn, 1);
+    __m512 a0 = _mm512_maskz_loadu_ps(k0, y), a1 = _mm512_maskz_loadu_ps(k1, y + 16);
+    __m512 b0 = _mm512_setzero_ps(), b1 = b0, c0 = b0, c1 = b0, d0 = b0, d1 = b0;
+#define ROW32(rr, s0, s1)                                                                  \
+    do {                                                                                   \
+        const float *p = rows + (rr) * ld;                                                 \
+        __m512 wv = _mm512_set1_ps(w[rr]);                                                 \
+        s0 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k0, p), s0);                        \
+        s1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(k1, p + 16), s1);                   \
+    } while (0)
+    size_t r = 0;
+    for (; r + 4 <= m; r += 4) {
+        ROW32(r, a0, a1);
+        ROW32(r + 1, b0, b1);
+        ROW32(r + 2, c0, c1);
+        ROW32(r + 3, d0, d1);
+    }
+    for (; r < m; r++)
+        ROW32(r, a0, a1);
+#undef ROW32
+    a0 = _mm512_add_ps(_mm512_add_ps(a0, b0), _mm512_add_ps(c0, d0));
+    a1 = _mm512_add_ps(_mm512_add_ps(a1, b1), _mm512_add_ps(c1, d1));
+    _mm512_mask_storeu_ps(y, k0, a0);
+    _mm512_mask_storeu_ps(y + 16, k1, a1);
+}
+
+/* y is held in registers over all m rows, 128 floats at a time (n > 128 makes
+ * several passes over the rows, each reading a 512-byte column of them). */
+static void mha_f32_axpy_rows_2__avx512(const float *w, const float *rows, size_t ld, size_t m,
+                                        size_t n, float *y)
+{
+    if (m == 0)
+        return;
+    for (size_t i = 0; i < n; i += 128) {
+        size_t nn = n - i < 128 ? n - i : 128;
+        if (nn > 64)
+            axpy_rows_128(w, rows + i, ld, m, nn, y + i);
+        else if (nn > 32)
+            axpy_rows_64(w, rows + i, ld, m, nn, y + i);
+        else
+            axpy_rows_32(w, rows + i, ld, m, nn, y + i);
+    }
+}
+
 const mha_kernels mha_kernels_avx512 = {
     .isa = MHA_ISA_AVX512,
     .name = "avx512",
@@ -249,4 +480,6 @@ const mha_kernels mha_kernels_avx512 = {
     .f32_pack_b_kn = mha_f32_pack_b_kn_32__avx512,
     .f32_scale_add = mha_f32_scale_add__avx512,
     .f32_mask_u8 = mha_f32_mask_u8__avx512,
+    .f32_dot_rows = mha_f32_dot_rows_8__avx512,
+    .f32_axpy_rows = mha_f32_axpy_rows_2__avx512,
 };
