@@ -383,11 +383,9 @@ static inline void axpy_rows_4(const float *w, const float *rows, size_t ld, siz
 
 /* y is held in registers over all m rows: 32 floats per pass while they last, then 4,
  * then the last n % 4 columns in scalar. */
-static void mha_f32_axpy_rows_2__neon(const float *w, const float *rows, size_t ld, size_t m,
-                                      size_t n, float *y)
+static inline void axpy_rows_cols(const float *w, const float *rows, size_t ld, size_t m,
+                                  size_t n, float *y)
 {
-    if (m == 0)
-        return;
     size_t i = 0;
     for (; i + 32 <= n; i += 32)
         axpy_rows_32(w, rows + i, ld, m, y + i);
@@ -398,6 +396,18 @@ static void mha_f32_axpy_rows_2__neon(const float *w, const float *rows, size_t 
         for (size_t r = 0; r < m; r++)
             acc += w[r] * rows[r * ld + i];
         y[i] = acc;
+    }
+}
+
+/* n > 32 takes several passes over the rows: they go in blocks of ~16 KiB, so that
+ * the passes after the first read L1. */
+static void mha_f32_axpy_rows_2__neon(const float *w, const float *rows, size_t ld, size_t m,
+                                      size_t n, float *y)
+{
+    const size_t rb = n <= 32 ? m : (4096 / n > 4 ? 4096 / n : 4);
+    for (size_t r0 = 0; r0 < m; r0 += rb) {
+        size_t mm = m - r0 < rb ? m - r0 : rb;
+        axpy_rows_cols(w + r0, rows + r0 * ld, ld, mm, n, y);
     }
 }
 

@@ -448,13 +448,10 @@ static inline void axpy_rows_32(const float *w, const float *rows, size_t ld, si
     _mm512_mask_storeu_ps(y + 16, k1, a1);
 }
 
-/* y is held in registers over all m rows, 128 floats at a time (n > 128 makes
- * several passes over the rows, each reading a 512-byte column of them). */
-static void mha_f32_axpy_rows_2__avx512(const float *w, const float *rows, size_t ld, size_t m,
-                                        size_t n, float *y)
+/* y is held in registers over all m rows, 128 floats at a time. */
+static inline void axpy_rows_cols(const float *w, const float *rows, size_t ld, size_t m,
+                                  size_t n, float *y)
 {
-    if (m == 0)
-        return;
     for (size_t i = 0; i < n; i += 128) {
         size_t nn = n - i < 128 ? n - i : 128;
         if (nn > 64)
@@ -463,6 +460,18 @@ static void mha_f32_axpy_rows_2__avx512(const float *w, const float *rows, size_
             axpy_rows_64(w, rows + i, ld, m, nn, y + i);
         else
             axpy_rows_32(w, rows + i, ld, m, nn, y + i);
+    }
+}
+
+/* n > 128 takes several passes over the rows: they go in blocks of ~16 KiB, so that
+ * the passes after the first read L1. */
+static void mha_f32_axpy_rows_2__avx512(const float *w, const float *rows, size_t ld, size_t m,
+                                        size_t n, float *y)
+{
+    const size_t rb = n <= 128 ? m : (4096 / n > 4 ? 4096 / n : 4);
+    for (size_t r0 = 0; r0 < m; r0 += rb) {
+        size_t mm = m - r0 < rb ? m - r0 : rb;
+        axpy_rows_cols(w + r0, rows + r0 * ld, ld, mm, n, y);
     }
 }
 
