@@ -23,6 +23,10 @@
 #include "internal.h"
 
 #define KV_BUDGET ((int64_t)4 << 20)
+/* Up to this many query rows, rows walk the keys alone on K and V in place
+ * (attend_direct): decoding, where packing K and V would cost as much as the
+ * attention and the microkernel's mr rows would sit mostly empty. */
+#define DECODE_ROWS 4
 
 typedef struct tiles {
     int64_t bq, bk;             /* query rows and keys per block */
@@ -37,6 +41,8 @@ typedef struct tiles {
     int64_t groups_per_unit;    /* 1, or G when fused */
     int64_t units_per_round;
     int64_t tasks_per_unit;     /* query blocks, times the heads of a group unless fused */
+    bool direct;                /* Lq <= DECODE_ROWS: attend_direct, no packing */
+    size_t direct_cat_floats;   /* decoding with the output projection: the B*Lq rows of heads */
 } tiles;
 
 static size_t floats_aligned(int64_t n)
@@ -80,6 +86,9 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.tasks_per_unit = t.q_blocks * (fused ? 1 : s->heads / s->kv_heads);
     t.units = fused ? s->batch : s->batch * s->kv_heads;
     int64_t unit_bytes = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float));
+    t.direct = s->len_q <= DECODE_ROWS;
+    int64_t dec_rows = s->len_q < DECODE_ROWS ? s->len_q : DECODE_ROWS; /* monotone in Lq */
+    t.direct_cat_floats = fused ? floats_aligned(s->batch * dec_rows * s->heads * s->dv) : 0;
     t.units_per_round = KV_BUDGET / unit_bytes;
     if (t.units_per_round < 1)
         t.units_per_round = 1;
@@ -95,7 +104,8 @@ bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bo
      * with zero strides, so the callers' extents do not bound them. */
     int64_t nr = (int64_t)kern->gemm_nr, kv, per;
     if (!mha_mul3(s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &kv) || kv > MHA_MAX_ELEMS ||
-        !mha_mul3(s->heads, s->dv, 64 + nr, &per) || per > MHA_MAX_ELEMS)
+        !mha_mul3(s->heads, s->dv, 64 + nr, &per) || per > MHA_MAX_ELEMS ||
+        !mha_mul3(s->batch, s->heads * s->dv, DECODE_ROWS, &per) || per > MHA_MAX_ELEMS)
         return false;
     tiles t = tiles_for(kern, s, fused);
     /* A round holds units_per_round units: at most every unit, and at most the
@@ -109,7 +119,8 @@ bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bo
     if (all < kv)
         kv = all;
     if (!mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
-        !mha_add(kv, per + MHA_ALIGN, &kv) || kv > MHA_MAX_ELEMS)
+        !mha_add(kv, per + MHA_ALIGN, &kv) ||
+        !mha_add(kv, (int64_t)(t.direct_cat_floats * sizeof(float)), &kv) || kv > MHA_MAX_ELEMS)
         return false;
     *bytes = (size_t)kv;
     return true;
@@ -175,6 +186,57 @@ static void pack_group(const mha_kernels *kern, const mha_attn_problem *p, const
                         dst + t->k_floats);
 }
 
+/* Rows [i0, i0 + mq) of Q for (b, h), scaled: a copy of mq x d_k floats into qs,
+ * contiguous (caller rows 4 KiB apart would alias in L1), so that the scale is
+ * applied once per Q element rather than once per score. Sets *ldq. */
+static const float *scaled_q(const mha_kernels *kern, const mha_attn_problem *p, float *qs, int64_t b,
+                             int64_t h, int64_t i0, int64_t mq, int64_t *ldq)
+{
+    const int64_t dk = p->s.dk;
+    const float *q = p->q + b * p->q_stride[0] + h * p->q_stride[1] + i0 * p->q_stride[2];
+    *ldq = p->q_stride[2];
+    if (p->scale == 1.0f)
+        return q;
+    for (int64_t r = 0; r < mq; r++)
+        memcpy(qs + r * dk, q + r * p->q_stride[2], (size_t)dk * sizeof(float));
+    kern->f32_scale(qs, p->scale, (size_t)(mq * dk));
+    *ldq = dk;
+    return qs;
+}
+
+/* One online-softmax step of a row: srow (nk masked scores) becomes P, the running
+ * max *m and sum *l are updated and the output row o (d_v) rescaled when the max
+ * grows. */
+static void softmax_step(const mha_kernels *kern, float *srow, int64_t nk, float *m, float *l,
+                         float *o, int64_t dv)
+{
+    float mnew = kern->f32_rowmax(srow, (size_t)nk);
+    if (*m > mnew)
+        mnew = *m;
+    if (mnew == -INFINITY) { /* nothing visible yet: contributes nothing */
+        memset(srow, 0, (size_t)nk * sizeof(float));
+        return;
+    }
+    float alpha = expf(*m - mnew);
+    float sum = kern->f32_exp_sub_sum(srow, mnew, srow, (size_t)nk);
+    *l = *l * alpha + sum;
+    if (alpha != 1.0f)
+        kern->f32_scale(o, alpha, (size_t)dv);
+    *m = mnew;
+}
+
+/* dst = o / l, or zeros for a row that may attend to nothing (l == 0). */
+static void finish_row(const float *o, float l, int64_t dv, float *dst)
+{
+    if (l == 0.0f) {
+        memset(dst, 0, (size_t)dv * sizeof(float));
+        return;
+    }
+    float inv = 1.0f / l;
+    for (int64_t d = 0; d < dv; d++)
+        dst[d] = o[d] * inv;
+}
+
 /* Attention of head h over query rows [i0, i0 + mq) of batch b, reading K and V
  * packed at kp; writes O / l to out (row stride ld). */
 static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
@@ -184,24 +246,13 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
     const mha_shape *s = &p->s;
     const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, ldo = t->ldo;
     float *S = scratch, *O = S + t->s_floats, *mrow = O + t->o_floats, *lrow = mrow + t->ml_floats;
-    float *qs = lrow + t->ml_floats;
     memset(O, 0, (size_t)(mq * ldo) * sizeof(float));
     for (int64_t r = 0; r < mq; r++) {
         mrow[r] = -INFINITY;
         lrow[r] = 0.0f;
     }
-
-    /* Q block, scaled once here rather than every score: a copy of bq x d_k
-     * floats, also contiguous (caller rows 4 KiB apart would alias in L1). */
-    const float *q = p->q + b * p->q_stride[0] + h * p->q_stride[1] + i0 * p->q_stride[2];
-    int64_t ldq = p->q_stride[2];
-    if (p->scale != 1.0f) {
-        for (int64_t r = 0; r < mq; r++)
-            memcpy(qs + r * s->dk, q + r * ldq, (size_t)s->dk * sizeof(float));
-        kern->f32_scale(qs, p->scale, (size_t)(mq * s->dk));
-        q = qs;
-        ldq = s->dk;
-    }
+    int64_t ldq;
+    const float *q = scaled_q(kern, p, lrow + t->ml_floats, b, h, i0, mq, &ldq);
     const float *vp = kp + t->k_floats;
     const int64_t kend = key_end(p, b, i0, mq);
 
@@ -213,26 +264,12 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
             int64_t n = nk - c < nr ? nk - c : nr;
             for (int64_t r = 0; r < mq; r += mr)
                 kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
-                               q + r * ldq, (size_t)ldq, panel,
-                               S + r * t->bk + c, (size_t)t->bk, NULL, 0);
+                               q + r * ldq, (size_t)ldq, panel, S + r * t->bk + c, (size_t)t->bk,
+                               NULL, 0);
         }
-        /* Online softmax; P overwrites S. */
         for (int64_t r = 0; r < mq; r++) {
-            float *srow = S + r * t->bk;
-            apply_masks(kern, p, b, h, i0 + r, kb, srow, nk);
-            float mnew = kern->f32_rowmax(srow, (size_t)nk);
-            if (mrow[r] > mnew)
-                mnew = mrow[r];
-            if (mnew == -INFINITY) { /* nothing visible yet: contributes nothing */
-                memset(srow, 0, (size_t)nk * sizeof(float));
-                continue;
-            }
-            float alpha = expf(mrow[r] - mnew);
-            float sum = kern->f32_exp_sub_sum(srow, mnew, srow, (size_t)nk);
-            lrow[r] = lrow[r] * alpha + sum;
-            if (alpha != 1.0f)
-                kern->f32_scale(O + r * ldo, alpha, (size_t)s->dv);
-            mrow[r] = mnew;
+            apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
+            softmax_step(kern, S + r * t->bk, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
         }
         /* O += P V over this key block. */
         for (int64_t c = 0; c < s->dv; c += nr) {
@@ -244,16 +281,36 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
                                NULL, 1);
         }
     }
+    for (int64_t r = 0; r < mq; r++)
+        finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
+}
 
-    for (int64_t r = 0; r < mq; r++) {
-        float *dst = out + r * ld;
-        if (lrow[r] == 0.0f) { /* the row may attend to nothing */
-            memset(dst, 0, (size_t)s->dv * sizeof(float));
-            continue;
+/* Decoding: each of the few query rows of (b, h) walks the keys alone, reading K
+ * and V rows in place: packing them would cost as much as the attention. Writes
+ * row i to out + i * ld. */
+static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
+                          float *scratch, int64_t b, int64_t h, float *out, int64_t ld)
+{
+    const mha_shape *s = &p->s;
+    const int64_t g = h / (s->heads / s->kv_heads);
+    const float *k = p->k + b * p->k_stride[0] + g * p->k_stride[1];
+    const float *v = p->v + b * p->v_stride[0] + g * p->v_stride[1];
+    const int64_t ldk = p->k_stride[2], ldv = p->v_stride[2];
+    float *S = scratch, *O = S + t->s_floats, *qs = O + t->o_floats + 2 * t->ml_floats;
+    for (int64_t i = 0; i < s->len_q; i++) {
+        int64_t ldq;
+        const float *q = scaled_q(kern, p, qs, b, h, i, 1, &ldq);
+        float m = -INFINITY, l = 0.0f;
+        memset(O, 0, (size_t)s->dv * sizeof(float));
+        const int64_t kend = key_end(p, b, i, 1);
+        for (int64_t kb = 0; kb < kend; kb += t->bk) {
+            const int64_t nk = kend - kb < t->bk ? kend - kb : t->bk;
+            kern->f32_dot_rows(q, k + kb * ldk, (size_t)ldk, (size_t)nk, (size_t)s->dk, S);
+            apply_masks(kern, p, b, h, i, kb, S, nk);
+            softmax_step(kern, S, nk, &m, &l, O, s->dv);
+            kern->f32_axpy_rows(S, v + kb * ldv, (size_t)ldv, (size_t)nk, (size_t)s->dv, O);
         }
-        float inv = 1.0f / lrow[r];
-        for (int64_t d = 0; d < s->dv; d++)
-            dst[d] = O[r * ldo + d] * inv;
+        finish_row(O, l, s->dv, out + i * ld);
     }
 }
 
@@ -304,11 +361,42 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
                   p->out_proj->n);
 }
 
+/* Decoding: tasks over (batch, head); with the output projection, the heads of the
+ * few rows are gathered and projected once they are all done. */
+static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
+                       float *per_thread, float *cat, int threads)
+{
+    const mha_shape *s = &p->s;
+    const int64_t tasks = s->batch * s->heads, ncat = s->heads * s->dv;
+#pragma omp parallel num_threads(threads) if (threads > 1 && tasks > 1)
+    {
+        float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bh = 0; bh < tasks; bh++) {
+            int64_t b = bh / s->heads, h = bh % s->heads;
+            if (p->out_proj)
+                attend_direct(kern, p, t, mine, b, h, cat + b * s->len_q * ncat + h * s->dv, ncat);
+            else
+                attend_direct(kern, p, t, mine, b, h,
+                              p->out + b * p->out_stride[0] + h * p->out_stride[1],
+                              p->out_stride[2]);
+        }
+    }
+    if (p->out_proj) {
+        mha_gemm_job job = {cat, ncat, p->out_proj, p->final_out, p->out_proj->n, s->batch * s->len_q};
+        mha_gemm_run(kern, &job, 1, threads);
+    }
+}
+
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch, int threads)
 {
     const tiles t = tiles_for(kern, &p->s, p->out_proj != NULL);
     float *kv = (float *)(((uintptr_t)scratch + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
     float *per_thread = kv + (size_t)(t.units_per_round * t.groups_per_unit) * t.group_floats;
+    if (t.direct) {
+        run_direct(kern, p, &t, per_thread, per_thread + (size_t)threads * t.thread_floats, threads);
+        return;
+    }
 
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
