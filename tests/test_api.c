@@ -20,11 +20,6 @@
 /* ck_assert_msg reports every passing check to the parent process (a pipe write
  * each): far too slow inside element loops. This fails the same way but costs
  * nothing when the condition holds. */
-#define require(cond, ...)                                                                        \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            ck_abort_msg(__VA_ARGS__);                                                            \
-    } while (0)
 
 #define SENTINEL_BYTE 0x5A
 
@@ -57,88 +52,6 @@ static int is_sentinel(const void *p, size_t bytes)
 }
 
 /* ------------------------------------------------------------ model fixture */
-
-/* Random weights for a config (PyTorch-like init: uniform +-1/sqrt(fan_in)), in
- * separate or fused layout, and the model created from them. Dimensions are
- * resolved here, independently of the library. */
-typedef struct fixture {
-    mha_config cfg;
-    int64_t E, H, G, kdim, vdim, dk, dv, O, ncat;
-    float *wq, *wk, *wv, *bq, *bk, *bv, *wo, *bo, *in_w, *in_b;
-    mha_weights w;
-    mha_model *model;
-} fixture;
-
-static void fixture_init(fixture *f, const mha_config *cfg, int fused, uint64_t seed)
-{
-    memset(f, 0, sizeof *f);
-    f->cfg = *cfg;
-    f->E = cfg->embed_dim;
-    f->H = cfg->num_heads;
-    f->G = cfg->num_kv_heads ? cfg->num_kv_heads : f->H;
-    f->kdim = cfg->kdim ? cfg->kdim : f->E;
-    f->vdim = cfg->vdim ? cfg->vdim : f->E;
-    f->dk = cfg->head_dim_qk ? cfg->head_dim_qk : f->E / f->H;
-    f->dv = cfg->head_dim_v ? cfg->head_dim_v : f->E / f->H;
-    f->ncat = f->H * f->dv;
-    f->O = cfg->has_out_proj ? (cfg->out_dim ? cfg->out_dim : f->E) : f->ncat;
-    test_rng r = test_rng_seed(seed);
-    float se = 1.0f / sqrtf((float)f->E), sk = 1.0f / sqrtf((float)f->kdim),
-          sv = 1.0f / sqrtf((float)f->vdim), so = 1.0f / sqrtf((float)f->ncat);
-    int64_t nq = f->H * f->dk, nk = f->G * f->dk, nv = f->G * f->dv;
-    if (fused) {
-        f->in_w = test_random(&r, (size_t)((nq + nk + nv) * f->E), -se, se);
-        f->w.in_proj_weight = f->in_w;
-        if (cfg->has_bias) {
-            f->in_b = test_random(&r, (size_t)(nq + nk + nv), -se, se);
-            f->w.in_proj_bias = f->in_b;
-        }
-    } else {
-        f->wq = test_random(&r, (size_t)(nq * f->E), -se, se);
-        f->wk = test_random(&r, (size_t)(nk * f->kdim), -sk, sk);
-        f->wv = test_random(&r, (size_t)(nv * f->vdim), -sv, sv);
-        f->w.q_weight = f->wq;
-        f->w.k_weight = f->wk;
-        f->w.v_weight = f->wv;
-        if (cfg->has_bias) {
-            f->bq = test_random(&r, (size_t)nq, -se, se);
-            f->bk = test_random(&r, (size_t)nk, -sk, sk);
-            f->bv = test_random(&r, (size_t)nv, -sv, sv);
-            f->w.q_bias = f->bq;
-            f->w.k_bias = f->bk;
-            f->w.v_bias = f->bv;
-        }
-    }
-    if (cfg->has_out_proj) {
-        f->wo = test_random(&r, (size_t)(f->O * f->ncat), -so, so);
-        f->w.out_weight = f->wo;
-        if (cfg->has_bias) {
-            f->bo = test_random(&r, (size_t)f->O, -so, so);
-            f->w.out_bias = f->bo;
-        }
-    }
-}
-
-static void fixture_create(fixture *f)
-{
-    mha_status st = mha_model_create(&f->cfg, &f->w, &f->model);
-    require(st == MHA_OK, "mha_model_create: %s", mha_status_message(st));
-}
-
-static void fixture_free(fixture *f)
-{
-    mha_model_destroy(f->model);
-    free(f->wq);
-    free(f->wk);
-    free(f->wv);
-    free(f->bq);
-    free(f->bk);
-    free(f->bv);
-    free(f->wo);
-    free(f->bo);
-    free(f->in_w);
-    free(f->in_b);
-}
 
 /* ------------------------------------------------------- statuses, names */
 

@@ -31,11 +31,6 @@
 /* ck_assert_msg reports every passing check to the parent process (a pipe write
  * each): far too slow inside element loops. This fails the same way but costs
  * nothing when the condition holds. */
-#define require(cond, ...)                                                                        \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            ck_abort_msg(__VA_ARGS__);                                                            \
-    } while (0)
 
 #define TOL 2e-5
 #define TOL_BIG 5e-5
@@ -716,83 +711,6 @@ END_TEST
 
 /* ------------------------------------------------------------ forward */
 
-typedef struct fixture {
-    mha_config cfg;
-    int64_t E, H, G, kdim, vdim, dk, dv, O, ncat;
-    float *wq, *wk, *wv, *bq, *bk, *bv, *wo, *bo, *in_w, *in_b;
-    mha_weights w;
-    mha_model *model;
-} fixture;
-
-/* Random weights (uniform +-1/sqrt(fan_in), as PyTorch), dims resolved here. */
-static void fixture_init(fixture *f, const mha_config *cfg, int fused, uint64_t seed)
-{
-    memset(f, 0, sizeof *f);
-    f->cfg = *cfg;
-    f->E = cfg->embed_dim;
-    f->H = cfg->num_heads;
-    f->G = cfg->num_kv_heads ? cfg->num_kv_heads : f->H;
-    f->kdim = cfg->kdim ? cfg->kdim : f->E;
-    f->vdim = cfg->vdim ? cfg->vdim : f->E;
-    f->dk = cfg->head_dim_qk ? cfg->head_dim_qk : f->E / f->H;
-    f->dv = cfg->head_dim_v ? cfg->head_dim_v : f->E / f->H;
-    f->ncat = f->H * f->dv;
-    f->O = cfg->has_out_proj ? (cfg->out_dim ? cfg->out_dim : f->E) : f->ncat;
-    test_rng r = test_rng_seed(seed);
-    float se = 1.0f / sqrtf((float)f->E), sk = 1.0f / sqrtf((float)f->kdim),
-          sv = 1.0f / sqrtf((float)f->vdim), so = 1.0f / sqrtf((float)f->ncat);
-    int64_t nq = f->H * f->dk, nk = f->G * f->dk, nv = f->G * f->dv;
-    if (fused) {
-        f->in_w = test_random(&r, (size_t)((nq + nk + nv) * f->E), -se, se);
-        f->w.in_proj_weight = f->in_w;
-        if (cfg->has_bias) {
-            f->in_b = test_random(&r, (size_t)(nq + nk + nv), -se, se);
-            f->w.in_proj_bias = f->in_b;
-        }
-    } else {
-        f->wq = test_random(&r, (size_t)(nq * f->E), -se, se);
-        f->wk = test_random(&r, (size_t)(nk * f->kdim), -sk, sk);
-        f->wv = test_random(&r, (size_t)(nv * f->vdim), -sv, sv);
-        f->w.q_weight = f->wq;
-        f->w.k_weight = f->wk;
-        f->w.v_weight = f->wv;
-        if (cfg->has_bias) {
-            f->bq = test_random(&r, (size_t)nq, -se, se);
-            f->bk = test_random(&r, (size_t)nk, -sk, sk);
-            f->bv = test_random(&r, (size_t)nv, -sv, sv);
-            f->w.q_bias = f->bq;
-            f->w.k_bias = f->bk;
-            f->w.v_bias = f->bv;
-        }
-    }
-    if (cfg->has_out_proj) {
-        f->wo = test_random(&r, (size_t)(f->O * f->ncat), -so, so);
-        f->w.out_weight = f->wo;
-        if (cfg->has_bias) {
-            /* Biases of +-1: a fully masked row must give exactly these. */
-            f->bo = test_random(&r, (size_t)f->O, -1, 1);
-            f->w.out_bias = f->bo;
-        }
-    }
-    mha_status st = mha_model_create(&f->cfg, &f->w, &f->model);
-    require(st == MHA_OK, "mha_model_create: %s", mha_status_message(st));
-}
-
-static void fixture_free(fixture *f)
-{
-    mha_model_destroy(f->model);
-    free(f->wq);
-    free(f->wk);
-    free(f->wv);
-    free(f->bq);
-    free(f->bk);
-    free(f->bv);
-    free(f->wo);
-    free(f->bo);
-    free(f->in_w);
-    free(f->in_b);
-}
-
 /* Forward pass (fast and oracle) on args a (out is set here); returns the fast
  * output [B, Lq, O] (caller frees) and the oracle's through *ref_out if asked. */
 static float *check_forward(const fixture *f, const mha_forward_args *in, double tol, const char *what,
@@ -888,6 +806,7 @@ START_TEST(test_forward_configs)
         cfg.has_out_proj = cases[c].proj;
         fixture f;
         fixture_init(&f, &cfg, cases[c].fused, 700 + c);
+        fixture_create(&f);
         finputs in;
         finputs_init(&in, &f, 720 + c, cases[c].B, cases[c].Lq, cases[c].Lk, cases[c].self, 1.0f);
         char what[64];
@@ -977,6 +896,7 @@ START_TEST(test_fully_masked_rows)
         cfg.out_dim = proj ? 10 : 0;
         fixture f;
         fixture_init(&f, &cfg, 0, 810 + proj);
+        fixture_create(&f);
         finputs in;
         finputs_init(&in, &f, 820, B, Lq, Lk, 0, 1.0f);
         in.a.mask.key_lengths = kl;
@@ -1053,6 +973,7 @@ START_TEST(test_nan_propagates)
         cfg.has_out_proj = proj;
         fixture f;
         fixture_init(&f, &cfg, 0, 910);
+        fixture_create(&f);
         finputs in;
         finputs_init(&in, &f, 911, 2, 4, 6, 0, 1.0f);
         in.x[(1 * 4 + 2) * 16 + 5] = NAN;
@@ -1276,6 +1197,7 @@ START_TEST(test_softmax_stability)
     mha_config cfg = mha_config_default(16, 2);
     fixture f;
     fixture_init(&f, &cfg, 1, 1520);
+    fixture_create(&f);
     finputs in;
     finputs_init(&in, &f, 1521, 2, 9, 9, 1, 30.0f);
     /* The forward's scores come from projected inputs; bound them loosely: with

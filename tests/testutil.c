@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 int test_quick(void)
 {
@@ -59,4 +60,75 @@ double test_rel_err(const float *a, const float *b, size_t n, double floor)
             maxb = fabs((double)b[i]);
     }
     return maxd / maxb;
+}
+
+void fixture_init(fixture *f, const mha_config *cfg, int fused, uint64_t seed)
+{
+    memset(f, 0, sizeof *f);
+    f->cfg = *cfg;
+    f->E = cfg->embed_dim;
+    f->H = cfg->num_heads;
+    f->G = cfg->num_kv_heads ? cfg->num_kv_heads : f->H;
+    f->kdim = cfg->kdim ? cfg->kdim : f->E;
+    f->vdim = cfg->vdim ? cfg->vdim : f->E;
+    f->dk = cfg->head_dim_qk ? cfg->head_dim_qk : f->E / f->H;
+    f->dv = cfg->head_dim_v ? cfg->head_dim_v : f->E / f->H;
+    f->ncat = f->H * f->dv;
+    f->O = cfg->has_out_proj ? (cfg->out_dim ? cfg->out_dim : f->E) : f->ncat;
+    test_rng r = test_rng_seed(seed);
+    float se = 1.0f / sqrtf((float)f->E), sk = 1.0f / sqrtf((float)f->kdim),
+          sv = 1.0f / sqrtf((float)f->vdim), so = 1.0f / sqrtf((float)f->ncat);
+    int64_t nq = f->H * f->dk, nk = f->G * f->dk, nv = f->G * f->dv;
+    if (fused) {
+        f->in_w = test_random(&r, (size_t)((nq + nk + nv) * f->E), -se, se);
+        f->w.in_proj_weight = f->in_w;
+        if (cfg->has_bias) {
+            f->in_b = test_random(&r, (size_t)(nq + nk + nv), -se, se);
+            f->w.in_proj_bias = f->in_b;
+        }
+    } else {
+        f->wq = test_random(&r, (size_t)(nq * f->E), -se, se);
+        f->wk = test_random(&r, (size_t)(nk * f->kdim), -sk, sk);
+        f->wv = test_random(&r, (size_t)(nv * f->vdim), -sv, sv);
+        f->w.q_weight = f->wq;
+        f->w.k_weight = f->wk;
+        f->w.v_weight = f->wv;
+        if (cfg->has_bias) {
+            f->bq = test_random(&r, (size_t)nq, -se, se);
+            f->bk = test_random(&r, (size_t)nk, -sk, sk);
+            f->bv = test_random(&r, (size_t)nv, -sv, sv);
+            f->w.q_bias = f->bq;
+            f->w.k_bias = f->bk;
+            f->w.v_bias = f->bv;
+        }
+    }
+    if (cfg->has_out_proj) {
+        f->wo = test_random(&r, (size_t)(f->O * f->ncat), -so, so);
+        f->w.out_weight = f->wo;
+        if (cfg->has_bias) {
+            f->bo = test_random(&r, (size_t)f->O, -1, 1);
+            f->w.out_bias = f->bo;
+        }
+    }
+}
+
+void fixture_create(fixture *f)
+{
+    mha_status st = mha_model_create(&f->cfg, &f->w, &f->model);
+    require(st == MHA_OK, "mha_model_create: %s", mha_status_message(st));
+}
+
+void fixture_free(fixture *f)
+{
+    mha_model_destroy(f->model);
+    free(f->wq);
+    free(f->wk);
+    free(f->wv);
+    free(f->bq);
+    free(f->bk);
+    free(f->bv);
+    free(f->wo);
+    free(f->bo);
+    free(f->in_w);
+    free(f->in_b);
 }

@@ -30,6 +30,29 @@ float *test_random(test_rng *r, size_t n, float lo, float hi);
 /* max |a - b| / max(max |b|, floor) over n elements; NaN if either has a NaN
  * where the other does not. */
 double test_rel_err(const float *a, const float *b, size_t n, double floor);
+/* Cheap assertion for loops: Check records every passing ck_assert through a pipe. */
+#define require(cond, ...)                                                                        \
+    do {                                                                                          \
+        if (!(cond))                                                                              \
+            ck_abort_msg(__VA_ARGS__);                                                            \
+    } while (0)
+
+/* Random weights for a config (PyTorch-like init: uniform +-1/sqrt(fan_in); output
+ * biases in [-1, 1] so a fully masked row's b_o is unmistakable), in separate or
+ * fused layout. Dimensions are resolved here, independently of the library. */
+typedef struct fixture {
+    mha_config cfg;
+    int64_t E, H, G, kdim, vdim, dk, dv, O, ncat;
+    float *wq, *wk, *wv, *bq, *bk, *bv, *wo, *bo, *in_w, *in_b;
+    mha_weights w;
+    mha_model *model;
+} fixture;
+
+void fixture_init(fixture *f, const mha_config *cfg, int fused, uint64_t seed);
+/* Creates f->model from the weights; fails the test on any status but MHA_OK. */
+void fixture_create(fixture *f);
+void fixture_free(fixture *f);
+
 /* Fails the current Check test with a message naming `what` when the relative
  * error exceeds tol. */
 #define ck_assert_close(a, b, n, tol, what)                                              \
