@@ -27,6 +27,12 @@
  * (attend_direct): decoding, where packing K and V would cost as much as the
  * attention and the microkernel's mr rows would sit mostly empty. */
 #define DECODE_ROWS 4
+/* Decoding splits the keys into chunks of this many, each its own task, merged by
+ * the log-sum-exp rule: a single (batch, kv head) still fills the cores. A fixed
+ * size keeps the arithmetic independent of the thread count. */
+#define DECODE_CHUNK 1024
+/* At most this many query rows share a (batch, kv head) task: Lq * H / G. */
+#define DECODE_GROUP_ROWS 256
 
 typedef struct tiles {
     int64_t bq, bk;             /* query rows and keys per block */
@@ -42,6 +48,9 @@ typedef struct tiles {
     int64_t units_per_round;
     int64_t tasks_per_unit;     /* query blocks, times the heads of a group unless fused */
     bool direct;                /* Lq <= DECODE_ROWS: attend_direct, no packing */
+    int64_t chunks;             /* decoding: key chunks per (batch, kv head) */
+    size_t state_floats;        /* decoding: (m, l, O) of one query row in one chunk */
+    size_t direct_floats;       /* decoding: every row's state, in every chunk */
     size_t direct_cat_floats;   /* decoding with the output projection: the B*Lq rows of heads */
 } tiles;
 
@@ -86,9 +95,17 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.tasks_per_unit = t.q_blocks * (fused ? 1 : s->heads / s->kv_heads);
     t.units = fused ? s->batch : s->batch * s->kv_heads;
     int64_t unit_bytes = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float));
-    t.direct = s->len_q <= DECODE_ROWS;
+    t.direct = s->len_q <= DECODE_ROWS && s->heads / s->kv_heads * s->len_q <= DECODE_GROUP_ROWS;
     int64_t dec_rows = s->len_q < DECODE_ROWS ? s->len_q : DECODE_ROWS; /* monotone in Lq */
+    t.chunks = (s->len_k + DECODE_CHUNK - 1) / DECODE_CHUNK;
+    t.state_floats = (size_t)(t.ldo + 2);
+    t.direct_floats = (size_t)(s->batch * s->heads * t.chunks * dec_rows) * t.state_floats;
     t.direct_cat_floats = fused ? floats_aligned(s->batch * dec_rows * s->heads * s->dv) : 0;
+    /* Per thread, decoding scales the group's query rows (at most per_group * 4 of
+     * them) and one score row; thread_floats covers both modes. */
+    size_t dec_thread = floats_aligned(s->heads / s->kv_heads * dec_rows * s->dk) + floats_aligned(t.bk);
+    if (dec_thread > t.thread_floats)
+        t.thread_floats = dec_thread;
     t.units_per_round = KV_BUDGET / unit_bytes;
     if (t.units_per_round < 1)
         t.units_per_round = 1;
@@ -105,7 +122,9 @@ bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bo
     int64_t nr = (int64_t)kern->gemm_nr, kv, per;
     if (!mha_mul3(s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &kv) || kv > MHA_MAX_ELEMS ||
         !mha_mul3(s->heads, s->dv, 64 + nr, &per) || per > MHA_MAX_ELEMS ||
-        !mha_mul3(s->batch, s->heads * s->dv, DECODE_ROWS, &per) || per > MHA_MAX_ELEMS)
+        !mha_mul3(s->batch * DECODE_ROWS, s->heads * (s->dv + nr + 2),
+                  (s->len_k + DECODE_CHUNK - 1) / DECODE_CHUNK + 1, &per) ||
+        per > MHA_MAX_ELEMS)
         return false;
     tiles t = tiles_for(kern, s, fused);
     /* A round holds units_per_round units: at most every unit, and at most the
@@ -120,7 +139,8 @@ bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bo
         kv = all;
     if (!mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
         !mha_add(kv, per + MHA_ALIGN, &kv) ||
-        !mha_add(kv, (int64_t)(t.direct_cat_floats * sizeof(float)), &kv) || kv > MHA_MAX_ELEMS)
+        !mha_add(kv, (int64_t)((t.direct_cat_floats + t.direct_floats) * sizeof(float)), &kv) ||
+        kv > MHA_MAX_ELEMS)
         return false;
     *bytes = (size_t)kv;
     return true;
@@ -285,33 +305,76 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
 }
 
-/* Decoding: each of the few query rows of (b, h) walks the keys alone, reading K
- * and V rows in place: packing them would cost as much as the attention. Writes
- * row i to out + i * ld. */
+/* Decoding, one task: key chunk c of (b, g), for every query row of every head of
+ * the group, reading K and V rows in place (packing them would cost as much as
+ * the attention). Key blocks are the outer loop so that each block is read from
+ * memory once for all the heads sharing it. Leaves row r's (m, l, O) state at
+ * states + r * chunks * state_floats. */
 static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
-                          float *scratch, int64_t b, int64_t h, float *out, int64_t ld)
+                          float *scratch, int64_t b, int64_t g, int64_t c, float *states)
 {
     const mha_shape *s = &p->s;
-    const int64_t g = h / (s->heads / s->kv_heads);
+    const int64_t per_group = s->heads / s->kv_heads, lq = s->len_q, rows = per_group * lq;
     const float *k = p->k + b * p->k_stride[0] + g * p->k_stride[1];
     const float *v = p->v + b * p->v_stride[0] + g * p->v_stride[1];
     const int64_t ldk = p->k_stride[2], ldv = p->v_stride[2];
-    float *S = scratch, *O = S + t->s_floats, *qs = O + t->o_floats + 2 * t->ml_floats;
-    for (int64_t i = 0; i < s->len_q; i++) {
-        int64_t ldq;
-        const float *q = scaled_q(kern, p, qs, b, h, i, 1, &ldq);
-        float m = -INFINITY, l = 0.0f;
-        memset(O, 0, (size_t)s->dv * sizeof(float));
-        const int64_t kend = key_end(p, b, i, 1);
-        for (int64_t kb = 0; kb < kend; kb += t->bk) {
-            const int64_t nk = kend - kb < t->bk ? kend - kb : t->bk;
-            kern->f32_dot_rows(q, k + kb * ldk, (size_t)ldk, (size_t)nk, (size_t)s->dk, S);
-            apply_masks(kern, p, b, h, i, kb, S, nk);
-            softmax_step(kern, S, nk, &m, &l, O, s->dv);
-            kern->f32_axpy_rows(S, v + kb * ldv, (size_t)ldv, (size_t)nk, (size_t)s->dv, O);
-        }
-        finish_row(O, l, s->dv, out + i * ld);
+    float *S = scratch, *qs = S + floats_aligned(t->bk);
+    const float *q[DECODE_GROUP_ROWS]; /* rows <= DECODE_GROUP_ROWS: see tiles_for */
+    int64_t kend[DECODE_GROUP_ROWS];
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t h = g * per_group + r / lq, i = r % lq, ldq;
+        q[r] = scaled_q(kern, p, qs + r * s->dk, b, h, i, 1, &ldq);
+        kend[r] = key_end(p, b, i, 1);
+        float *st = states + (size_t)(r * t->chunks) * t->state_floats;
+        st[0] = -INFINITY;
+        st[1] = 0.0f;
+        memset(st + 2, 0, (size_t)s->dv * sizeof(float));
     }
+    const int64_t k0 = c * DECODE_CHUNK, k1 = k0 + DECODE_CHUNK < s->len_k ? k0 + DECODE_CHUNK : s->len_k;
+    for (int64_t kb = k0; kb < k1; kb += t->bk) {
+        const int64_t nk_block = k1 - kb < t->bk ? k1 - kb : t->bk;
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t nk = kend[r] - kb < nk_block ? kend[r] - kb : nk_block;
+            if (nk <= 0)
+                continue;
+            int64_t h = g * per_group + r / lq, i = r % lq;
+            float *st = states + (size_t)(r * t->chunks) * t->state_floats;
+            kern->f32_dot_rows(q[r], k + kb * ldk, (size_t)ldk, (size_t)nk, (size_t)s->dk, S);
+            apply_masks(kern, p, b, h, i, kb, S, nk);
+            softmax_step(kern, S, nk, &st[0], &st[1], st + 2, s->dv);
+            kern->f32_axpy_rows(S, v + kb * ldv, (size_t)ldv, (size_t)nk, (size_t)s->dv, st + 2);
+        }
+    }
+}
+
+/* Merges a row's chunk states (m, l, O) in chunk order by the log-sum-exp rule into
+ * dst: O = sum_c O_c e^(m_c - m) / sum_c l_c e^(m_c - m), m the largest m_c. */
+static void merge_chunks(const tiles *t, const float *states, size_t stride, int64_t dv, float *dst)
+{
+    float m = -INFINITY;
+    bool nan = false;
+    for (int64_t c = 0; c < t->chunks; c++) {
+        float mc = states[c * stride];
+        nan |= isnan(mc);
+        m = mc > m ? mc : m;
+    }
+    if (nan || m == -INFINITY) { /* NaN reached the row, or it may attend to nothing */
+        for (int64_t d = 0; d < dv; d++)
+            dst[d] = nan ? NAN : 0.0f;
+        return;
+    }
+    float l = 0.0f;
+    memset(dst, 0, (size_t)dv * sizeof(float));
+    for (int64_t c = 0; c < t->chunks; c++) {
+        const float *st = states + c * stride;
+        float w = expf(st[0] - m); /* 0 for a chunk the row sees nothing of */
+        l += st[1] * w;
+        for (int64_t d = 0; d < dv; d++)
+            dst[d] += st[2 + d] * w;
+    }
+    float inv = 1.0f / l;
+    for (int64_t d = 0; d < dv; d++)
+        dst[d] *= inv;
 }
 
 /* out rows [row0, row0 + m) (stride ldc) = cat [m, H*d_v] W_o^T + b_o. */
@@ -361,25 +424,33 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
                   p->out_proj->n);
 }
 
-/* Decoding: tasks over (batch, head); with the output projection, the heads of the
- * few rows are gathered and projected once they are all done. */
+/* Decoding: tasks over (batch, kv head, key chunk), then each row's chunks merged;
+ * with the output projection, the few rows' heads are projected at the end. */
 static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
-                       float *per_thread, float *cat, int threads)
+                       float *per_thread, float *states, float *cat, int threads)
 {
     const mha_shape *s = &p->s;
-    const int64_t tasks = s->batch * s->heads, ncat = s->heads * s->dv;
+    const int64_t per_group = s->heads / s->kv_heads, rows = per_group * s->len_q;
+    const int64_t tasks = s->batch * s->kv_heads * t->chunks, ncat = s->heads * s->dv;
+    /* states[((b*G + g)*rows + r)*chunks + c]: a row's chunks side by side. */
 #pragma omp parallel num_threads(threads) if (threads > 1 && tasks > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < tasks; bh++) {
-            int64_t b = bh / s->heads, h = bh % s->heads;
-            if (p->out_proj)
-                attend_direct(kern, p, t, mine, b, h, cat + b * s->len_q * ncat + h * s->dv, ncat);
-            else
-                attend_direct(kern, p, t, mine, b, h,
-                              p->out + b * p->out_stride[0] + h * p->out_stride[1],
-                              p->out_stride[2]);
+        for (int64_t task = 0; task < tasks; task++) {
+            int64_t bg = task / t->chunks, c = task % t->chunks;
+            attend_direct(kern, p, t, mine, bg / s->kv_heads, bg % s->kv_heads, c,
+                          states + (size_t)(bg * rows * t->chunks + c) * t->state_floats);
+        }
+#pragma omp for schedule(static)
+        for (int64_t row = 0; row < s->batch * s->kv_heads * rows; row++) {
+            int64_t b = row / (s->kv_heads * rows), g = row / rows % s->kv_heads, r = row % rows;
+            int64_t h = g * per_group + r / s->len_q, i = r % s->len_q;
+            float *dst = p->out_proj ? cat + (b * s->len_q + i) * ncat + h * s->dv
+                                     : p->out + b * p->out_stride[0] + h * p->out_stride[1] +
+                                           i * p->out_stride[2];
+            merge_chunks(t, states + (size_t)row * (size_t)t->chunks * t->state_floats,
+                         t->state_floats, s->dv, dst);
         }
     }
     if (p->out_proj) {
@@ -394,7 +465,8 @@ void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void 
     float *kv = (float *)(((uintptr_t)scratch + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
     float *per_thread = kv + (size_t)(t.units_per_round * t.groups_per_unit) * t.group_floats;
     if (t.direct) {
-        run_direct(kern, p, &t, per_thread, per_thread + (size_t)threads * t.thread_floats, threads);
+        float *states = per_thread + (size_t)threads * t.thread_floats;
+        run_direct(kern, p, &t, per_thread, states, states + t.direct_floats, threads);
         return;
     }
 
