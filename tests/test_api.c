@@ -11,6 +11,7 @@
  * forks each test and libgomp is not fork-safe.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1072,6 +1073,68 @@ START_TEST(test_workspace_size_monotone)
 }
 END_TEST
 
+/* One model shared by concurrent calls (mha.h: immutable, safe to share), each
+ * call with its own workspace, from several application threads at once: every
+ * result equals the serial one bitwise. */
+typedef struct shared_call {
+    const fixture *f;
+    const float *x;
+    float *out;
+    int64_t B, L;
+    int repeats;
+    mha_status st;
+} shared_call;
+
+static void *shared_call_run(void *arg)
+{
+    shared_call *c = arg;
+    mha_forward_args a;
+    memset(&a, 0, sizeof a);
+    a.batch = c->B;
+    a.len_q = c->L;
+    a.query = c->x;
+    a.out = c->out;
+    a.num_threads = 1;
+    size_t bytes;
+    c->st = mha_forward_workspace_size(c->f->model, c->B, c->L, c->L, 1, &bytes);
+    void *ws = c->st == MHA_OK ? malloc(bytes) : NULL;
+    for (int r = 0; r < c->repeats && c->st == MHA_OK; r++)
+        c->st = mha_forward(c->f->model, &a, ws, bytes);
+    free(ws);
+    return NULL;
+}
+
+START_TEST(test_model_shared_by_threads)
+{
+    mha_config cfg = mha_config_default(32, 4);
+    fixture f;
+    fixture_init(&f, &cfg, 1, 60);
+    fixture_create(&f);
+    enum { T = 4 };
+    const int64_t B = 2, L = 29;
+    test_rng r = test_rng_seed(61);
+    shared_call calls[T];
+    pthread_t tid[T];
+    for (int t = 0; t < T; t++) {
+        calls[t] = (shared_call){&f, test_random(&r, (size_t)(B * L * 32), -1, 1),
+                                 xmalloc((size_t)(B * L * 32) * sizeof(float)), B, L, 20, MHA_OK};
+        ck_assert_int_eq(pthread_create(&tid[t], NULL, shared_call_run, &calls[t]), 0);
+    }
+    for (int t = 0; t < T; t++)
+        ck_assert_int_eq(pthread_join(tid[t], NULL), 0);
+    for (int t = 0; t < T; t++) {
+        ck_assert_msg(calls[t].st == MHA_OK, "thread %d: %s", t, mha_status_message(calls[t].st));
+        float *serial = run_forward(&f, calls[t].x, NULL, B, L, L, 1, NULL, NULL, 0);
+        ck_assert_msg(memcmp(serial, calls[t].out, (size_t)(B * L * 32) * sizeof(float)) == 0,
+                      "[%s] thread %d: concurrent result differs from the serial one", isa_now(), t);
+        free(serial);
+        free(calls[t].out);
+        free((void *)calls[t].x);
+    }
+    fixture_free(&f);
+}
+END_TEST
+
 START_TEST(test_workspace_reuse)
 {
     mha_config cfg = mha_config_default(16, 4);
@@ -1277,6 +1340,7 @@ Suite *suite_api(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_workspace_reuse);
     tcase_add_test(tc, test_workspace_size_monotone);
+    tcase_add_test(tc, test_model_shared_by_threads);
     tcase_add_test(tc, test_thread_count_independence);
     suite_add_tcase(s, tc);
     return s;
