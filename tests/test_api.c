@@ -24,19 +24,6 @@
 
 #define SENTINEL_BYTE 0x5A
 
-static const char *isa_now(void)
-{
-    return mha_isa_name(mha_active_isa());
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
 static void fill_sentinel(void *p, size_t bytes)
 {
     memset(p, SENTINEL_BYTE, bytes);

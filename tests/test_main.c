@@ -46,6 +46,8 @@ int main(void)
     srunner_add_suite(sr, suite_kernels());
     srunner_add_suite(sr, suite_api());
     srunner_add_suite(sr, suite_masks());
+    srunner_add_suite(sr, suite_layouts());
+    srunner_add_suite(sr, suite_decode());
     srunner_add_suite(sr, suite_scenarios());
     srunner_add_suite(sr, suite_golden());
     srunner_run_all(sr, CK_NORMAL);

@@ -4,6 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *isa_now(void)
+{
+    return mha_isa_name(mha_active_isa());
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        abort();
+    return p;
+}
+
 int test_quick(void)
 {
     const char *q = getenv("MHA_TEST_QUICK");

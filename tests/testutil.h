@@ -13,8 +13,15 @@
 Suite *suite_kernels(void);
 Suite *suite_api(void);
 Suite *suite_masks(void);
+Suite *suite_layouts(void);
+Suite *suite_decode(void);
 Suite *suite_scenarios(void);
 Suite *suite_golden(void);
+
+/* The active ISA's name, for messages. */
+const char *isa_now(void);
+/* malloc that aborts on failure (and accepts 0). */
+void *xmalloc(size_t n);
 
 /* 1 when MHA_TEST_QUICK is set (slow emulation): suites may shrink big shapes. */
 int test_quick(void);
