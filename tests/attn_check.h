@@ -11,7 +11,6 @@
 
 #define TOL 2e-5
 #define TOL_BIG 5e-5
-#define SENTINEL_BYTE 0x5A
 
 enum layout {
     L_DENSE,   /* [B, H, L, d] */

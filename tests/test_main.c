@@ -45,6 +45,7 @@ int main(void)
     SRunner *sr = srunner_create(suite_dispatch());
     srunner_add_suite(sr, suite_kernels());
     srunner_add_suite(sr, suite_api());
+    srunner_add_suite(sr, suite_validate());
     srunner_add_suite(sr, suite_masks());
     srunner_add_suite(sr, suite_layouts());
     srunner_add_suite(sr, suite_decode());

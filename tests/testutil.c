@@ -4,6 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+void fill_sentinel(void *p, size_t bytes)
+{
+    memset(p, SENTINEL_BYTE, bytes);
+}
+
+int is_sentinel(const void *p, size_t bytes)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < bytes; i++)
+        if (c[i] != SENTINEL_BYTE)
+            return 0;
+    return 1;
+}
+
 const char *isa_now(void)
 {
     return mha_isa_name(mha_active_isa());

@@ -12,11 +12,18 @@
 /* Suites, one per file. */
 Suite *suite_kernels(void);
 Suite *suite_api(void);
+Suite *suite_validate(void);
 Suite *suite_masks(void);
 Suite *suite_layouts(void);
 Suite *suite_decode(void);
 Suite *suite_scenarios(void);
 Suite *suite_golden(void);
+
+/* Outputs are filled with this byte before a call that must not write them. */
+#define SENTINEL_BYTE 0x5A
+void fill_sentinel(void *p, size_t bytes);
+/* 1 when every byte of p still holds the sentinel. */
+int is_sentinel(const void *p, size_t bytes);
 
 /* The active ISA's name, for messages. */
 const char *isa_now(void);
