@@ -215,10 +215,54 @@ static void mha_f32_gemm_8x32__avx512(size_t m, size_t n, size_t k, const float 
 
 /* A transpose: the generic loop built with this unit's flags is enough (weights are
  * packed once; a K block costs O(Lk*d) against the O(Lq*Lk*d) of the attention). */
+/* In-register transpose of a 16 x 16 block: afterwards r[j] holds what was column
+ * j (unpack pairs of rows, then 2x2, then 128-bit lanes across 4 and 8 rows). */
+static inline void transpose_16x16(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 16; i += 8)
+        for (int j = 0; j < 4; j++) {
+            t[i + j] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0x88);
+            t[i + j + 4] = _mm512_shuffle_f32x4(r[i + j], r[i + j + 4], 0xDD);
+        }
+    for (int j = 0; j < 8; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
+        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xDD);
+    }
+}
+
+/* Panels of 32 keys, each half (16 keys) transposed 16 columns at a time in
+ * registers: 4x the generic loop's scattered single-float stores. */
 static void mha_f32_pack_b_nk_32__avx512(size_t n, size_t k, const float *src, size_t ld,
                                          float *dst)
 {
-    mha_pack_b_nk_generic(NR, n, k, src, ld, dst);
+    for (size_t j0 = 0; j0 < n; j0 += NR, dst += k * NR)
+        for (size_t jh = 0; jh < NR; jh += 16) {
+            size_t rows = n - j0 > jh ? (n - j0 - jh < 16 ? n - j0 - jh : 16) : 0;
+            const float *s = src + (j0 + jh) * ld;
+            size_t p0 = 0;
+            for (; p0 + 16 <= k; p0 += 16) {
+                __m512 r[16];
+                for (size_t i = 0; i < 16; i++)
+                    r[i] = i < rows ? _mm512_loadu_ps(s + i * ld + p0) : _mm512_setzero_ps();
+                transpose_16x16(r);
+                for (size_t i = 0; i < 16; i++)
+                    _mm512_storeu_ps(dst + (p0 + i) * NR + jh, r[i]);
+            }
+            for (size_t p = p0; p < k; p++)
+                for (size_t i = 0; i < 16; i++)
+                    dst[p * NR + jh + i] = i < rows ? s[i * ld + p] : 0.0f;
+        }
 }
 
 static void mha_f32_pack_b_kn_32__avx512(size_t n, size_t k, const float *src, size_t ld,
