@@ -1,9 +1,9 @@
 /*
- * Flash-style attention. For one head and one block of query rows, the visible key
- * range is walked in blocks: S = Q K^T on the GEMM microkernel, scale and mask,
- * online softmax (running max m and sum l, O rescaled only when m grows),
- * O += P V on the microkernel, and O / l written once at the end. The Lq x Lk
- * score matrix never exists.
+ * Flash-style attention. For one head and one block of query rows (Q scaled once
+ * into a copy), the visible key range is walked in blocks: S = Q K^T on the GEMM
+ * microkernel, masks, online softmax (running max m and sum l, O rescaled only
+ * when m grows), O += P V on the microkernel, and O / l written once at the end.
+ * The Lq x Lk score matrix never exists.
  *
  * K and V are packed for the microkernel in rounds: a round packs as many
  * (batch, kv head) groups as fit in KV_BUDGET bytes, then runs every task that
@@ -12,6 +12,8 @@
  * every head inside when the output projection is fused, so that a block's
  * concatenated heads are multiplied by W_o while still in cache and the caller's
  * output rows are written once.
+ * Decoding (Lq <= DECODE_ROWS) takes attend_direct instead: no packing, K and V
+ * read in place in key chunks merged by log-sum-exp.
  *
  * Every row's arithmetic is fixed by the shape alone (block sizes do not depend
  * on the thread count), so results do not depend on the thread count.
@@ -174,15 +176,14 @@ static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t
 /* Applies every mask to keys [j0, j0 + n) of row i of the (already scaled) score
  * block. */
 static void apply_masks(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
-                           int64_t i, int64_t j0, float *srow, int64_t n)
+                        int64_t i, int64_t j0, float *srow, int64_t n)
 {
     const mha_mask *m = p->mask;
-    const float *add = NULL;
-    if (m->float_mask.data)
-        add = (const float *)m->float_mask.data + b * m->float_mask.stride_b +
-              h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0;
-    if (add)
-        kern->f32_scale_add(srow, 1.0f, add, (size_t)n); /* the scale is in Q already */
+    if (m->float_mask.data) /* scale 1: the softmax scale is in Q already */
+        kern->f32_scale_add(srow, 1.0f,
+                            (const float *)m->float_mask.data + b * m->float_mask.stride_b +
+                                h * m->float_mask.stride_h + i * m->float_mask.stride_q + j0,
+                            (size_t)n);
     if (m->bool_mask.data)
         kern->f32_mask_u8(srow,
                           (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +
