@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing mha needs on Debian 12 (run as root, or with
 # sudo available): the toolchain, Check, Google Benchmark and OpenBLAS (bench
-# only), and the aarch64 cross compiler with qemu-user for the NEON tests.
+# only), the aarch64 cross compiler with qemu-user for the NEON tests, and clang
+# with its sanitizer/libFuzzer runtime and OpenMP for the fuzzers.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
@@ -9,6 +10,7 @@ packages=(
   gcc g++ meson ninja-build pkg-config python3
   check libbenchmark-dev libopenblas-dev
   qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross check:arm64 libgomp1:arm64
+  clang libclang-rt-14-dev libomp-dev
 )
 
 sudo=()
