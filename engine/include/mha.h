@@ -223,7 +223,8 @@ MHA_API mha_status mha_forward_workspace_size(const mha_model *model, int64_t ba
                                               size_t *bytes);
 
 /* The whole forward pass. `workspace` must hold the bytes the size query gave for this
- * call's (or a larger) shape; any alignment. It must not overlap inputs or output. */
+ * call's (or a larger) shape; any alignment. It must not overlap inputs, masks or
+ * output (MHA_ERR_ALIAS). */
 MHA_API mha_status mha_forward(const mha_model *model, const mha_forward_args *args,
                                void *workspace, size_t workspace_bytes);
 
@@ -235,7 +236,11 @@ MHA_API mha_status mha_forward(const mha_model *model, const mha_forward_args *a
  * Each tensor is described by element strides for its first three dimensions
  * (stride[0] batch, stride[1] head, stride[2] row); the last dimension is
  * contiguous. A [B, L, H, d] buffer (heads not yet transposed) is stride
- * {L*H*d, d, H*d}. Strides must be >= 0 and rows must not overlap.
+ * {L*H*d, d, H*d}; a key/value cache [B, L_max, G, d] filled up to Lk is stride
+ * {L_max*G*d, d, G*d}. Strides must be >= 0; inputs may broadcast with a zero
+ * stride, but no two output elements may share an address (MHA_ERR_STRIDE).
+ * Up to 4 query rows (decoding) read K and V in place; longer queries pack them
+ * into the workspace in rounds of a few MiB.
  */
 typedef struct mha_attention_args {
     int64_t batch, num_heads, num_kv_heads; /* B, H, G (0 = H) */
@@ -249,7 +254,10 @@ typedef struct mha_attention_args {
     int num_threads;
 } mha_attention_args;
 
+/* Bytes of workspace mha_attention needs for these arguments (all checked). */
 MHA_API mha_status mha_attention_workspace_size(const mha_attention_args *args, size_t *bytes);
+/* `workspace`: at least the bytes the size query gave, any alignment, overlapping
+ * neither the inputs, the masks nor the output. */
 MHA_API mha_status mha_attention(const mha_attention_args *args, void *workspace,
                                  size_t workspace_bytes);
 
