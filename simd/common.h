@@ -66,4 +66,18 @@ static inline void mha_pack_b_kn_generic(size_t nr, size_t n, size_t k, const fl
     }
 }
 
+/* y[i] += sum_r w[r] * rows[r][i] through cols(), an ISA's pass over y in
+ * register-sized pieces. When y takes several passes (n > one_pass floats), the
+ * rows go in blocks of ~16 KiB so that the passes after the first read L1. */
+typedef void (*mha_axpy_cols_fn)(const float *w, const float *rows, size_t ld, size_t m, size_t n,
+                                 float *y);
+
+static inline void mha_axpy_rows_blocked(const float *w, const float *rows, size_t ld, size_t m,
+                                         size_t n, float *y, size_t one_pass, mha_axpy_cols_fn cols)
+{
+    const size_t rb = n <= one_pass ? m : (4096 / n > 4 ? 4096 / n : 4);
+    for (size_t r0 = 0; r0 < m; r0 += rb)
+        cols(w + r0, rows + r0 * ld, ld, m - r0 < rb ? m - r0 : rb, n, y);
+}
+
 #endif /* MHA_SIMD_COMMON_H */

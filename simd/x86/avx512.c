@@ -512,11 +512,7 @@ static inline void axpy_rows_cols(const float *w, const float *rows, size_t ld, 
 static void mha_f32_axpy_rows_2__avx512(const float *w, const float *rows, size_t ld, size_t m,
                                         size_t n, float *y)
 {
-    const size_t rb = n <= 128 ? m : (4096 / n > 4 ? 4096 / n : 4);
-    for (size_t r0 = 0; r0 < m; r0 += rb) {
-        size_t mm = m - r0 < rb ? m - r0 : rb;
-        axpy_rows_cols(w + r0, rows + r0 * ld, ld, mm, n, y);
-    }
+    mha_axpy_rows_blocked(w, rows, ld, m, n, y, 128, axpy_rows_cols);
 }
 
 const mha_kernels mha_kernels_avx512 = {
