@@ -66,6 +66,27 @@ static inline void mha_pack_b_kn_generic(size_t nr, size_t n, size_t k, const fl
     }
 }
 
+/* out[r] = dot(x, rows[r]) through an ISA's 8-row step (which takes 1..8 rows,
+ * re-reading the last for the missing ones) and its single-row dot: a tail of 4
+ * to 7 rows still goes through the 8-row step, fewer go one at a time. */
+typedef void (*mha_dot8_fn)(const float *x, const float *rows, size_t ld, size_t cnt, size_t n,
+                            float *out);
+typedef float (*mha_dot1_fn)(const float *x, const float *row, size_t n);
+
+static inline void mha_dot_rows_by_8(const float *x, const float *rows, size_t ld, size_t m,
+                                     size_t n, float *out, mha_dot8_fn dot8, mha_dot1_fn dot1)
+{
+    size_t r = 0;
+    for (; r + 8 <= m; r += 8)
+        dot8(x, rows + r * ld, ld, 8, n, out + r);
+    if (m - r >= 4) {
+        dot8(x, rows + r * ld, ld, m - r, n, out + r);
+        return;
+    }
+    for (; r < m; r++)
+        out[r] = dot1(x, rows + r * ld, n);
+}
+
 /* y[i] += sum_r w[r] * rows[r][i] through cols(), an ISA's pass over y in
  * register-sized pieces. When y takes several passes (n > one_pass floats), the
  * rows go in blocks of ~16 KiB so that the passes after the first read L1. */

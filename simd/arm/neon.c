@@ -313,15 +313,7 @@ static inline float dot_row_1(const float *x, const float *p, size_t n)
 static void mha_f32_dot_rows_8__neon(const float *x, const float *rows, size_t ld, size_t m,
                                      size_t n, float *out)
 {
-    size_t r = 0;
-    for (; r + 8 <= m; r += 8)
-        dot_rows_8(x, rows + r * ld, ld, 8, n, out + r);
-    if (m - r >= 4) {
-        dot_rows_8(x, rows + r * ld, ld, m - r, n, out + r);
-        return;
-    }
-    for (; r < m; r++)
-        out[r] = dot_row_1(x, rows + r * ld, n);
+    mha_dot_rows_by_8(x, rows, ld, m, n, out, dot_rows_8, dot_row_1);
 }
 
 /* y[0..32) += sum_r w[r] rows[r][0..32): y in 8 q registers, even and odd rows into
