@@ -1,7 +1,7 @@
 /*
- * Pieces every kernel translation unit shares: the exp constants (one algorithm on
- * every ISA) and the generic packing loops, instantiated per ISA with its nr so the
- * compiler vectorizes them with that unit's flags. Internal to simd/.
+ * Pieces every kernel translation unit shares: the exp and tanh constants (one
+ * algorithm on every ISA) and the generic packing loops, instantiated per ISA with
+ * its nr so the compiler vectorizes them with that unit's flags. Internal to simd/.
  */
 #ifndef MHA_SIMD_COMMON_H
 #define MHA_SIMD_COMMON_H
@@ -34,6 +34,27 @@
 #define MHA_EXP_P3 4.1665795894e-2f
 #define MHA_EXP_P4 1.6666665459e-1f
 #define MHA_EXP_P5 5.0000001201e-1f
+
+/*
+ * tanh(x), the Cephes tanhf algorithm, on a = |x| (the sign is copied back last):
+ *   a < MHA_TANH_SMALL: tanh = x, the correctly rounded result (tanh(a) = a - a^3/3
+ *   + ..., and a^2/3 < 2^-25 is below half an ulp). No arithmetic on such lanes, so
+ *   denormal inputs cost nothing.
+ *   a < MHA_TANH_POLY: the odd polynomial a + a^3 Q(a^2), Q of degree 4 (Cephes
+ *   minimax coefficients), evaluated on max(a, MHA_TANH_SMALL).
+ *   else: 1 - 2 / (exp(2a) + 1) through the exp of this file, on min(a, MHA_TANH_SAT):
+ *   beyond 9.01 tanh rounds to 1, and at 9.5 the formula gives exactly 1, so exp
+ *   never overflows. A NaN passes the clamps and the exp, and stays NaN.
+ * Both branches are computed and blended (no data-dependent branch in SIMD code).
+ */
+#define MHA_TANH_SMALL 0x1p-12f
+#define MHA_TANH_POLY 0.625f
+#define MHA_TANH_SAT 9.5f
+#define MHA_TANH_Q0 (-5.70498872745e-3f)
+#define MHA_TANH_Q1 2.06390887954e-2f
+#define MHA_TANH_Q2 (-5.37397155531e-2f)
+#define MHA_TANH_Q3 1.33314422036e-1f
+#define MHA_TANH_Q4 (-3.33332819422e-1f)
 
 /* Packing of B stored transposed (n rows of k): B[p][j] = src[j*ld + p]. */
 static inline void mha_pack_b_nk_generic(size_t nr, size_t n, size_t k, const float *src,

@@ -51,6 +51,31 @@ static void mha_f32_exp__scalar(const float *x, float *y, size_t n)
         y[i] = exp1(x[i]);
 }
 
+/* tanh(x), the algorithm of common.h in plain C. Branch-free like exp1. */
+static inline float tanh1(float x)
+{
+    const float a = fabsf(x);
+    const float xs = a < MHA_TANH_SMALL ? MHA_TANH_SMALL : a;
+    const float z = xs * xs;
+    float q = MHA_TANH_Q0;
+    q = q * z + MHA_TANH_Q1;
+    q = q * z + MHA_TANH_Q2;
+    q = q * z + MHA_TANH_Q3;
+    q = q * z + MHA_TANH_Q4;
+    const float poly = (xs * z) * q + xs;
+    float xe = a < MHA_TANH_POLY ? MHA_TANH_POLY : a;
+    xe = xe > MHA_TANH_SAT ? MHA_TANH_SAT : xe;
+    const float big = 1.0f - 2.0f / (exp1(2.0f * xe) + 1.0f);
+    const float y = a < MHA_TANH_SMALL ? a : (a < MHA_TANH_POLY ? poly : big);
+    return copysignf(y, x);
+}
+
+static void mha_f32_tanh__scalar(const float *x, float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = tanh1(x[i]);
+}
+
 static float mha_f32_rowmax__scalar(const float *x, size_t n)
 {
     float m = x[0];
@@ -212,4 +237,5 @@ const mha_kernels mha_kernels_scalar = {
     .f32_mask_u8 = mha_f32_mask_u8__scalar,
     .f32_dot_rows = mha_f32_dot_rows_4__scalar,
     .f32_axpy_rows = mha_f32_axpy_rows_4__scalar,
+    .f32_tanh = mha_f32_tanh__scalar,
 };

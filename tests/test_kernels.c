@@ -21,6 +21,7 @@
 #include "testutil.h"
 
 #define EXP_MAX_ULP 2.0
+#define TANH_MAX_ULP 2.0
 
 /* Check's ck_assert_* talks to the parent process on every call (even passing
  * ones), too slow inside element loops: those use this instead. */
@@ -250,6 +251,160 @@ START_TEST(test_exp_sweep)
            worst, what, (double)wx, now_seconds() - t0);
     FAIL_IF(!(worst <= EXP_MAX_ULP), "%s: exp error %.3f ulp at x = %.9g", k->name, worst,
                   (double)wx);
+}
+END_TEST
+
+/* ------------------------------------------------------------------- tanh */
+
+/* Inputs where tanh is exact or saturates, and the denormal / tiny range. */
+START_TEST(test_tanh_special)
+{
+    const mha_kernels *k = table(_i);
+    if (!k || !k->f32_tanh) /* SIMD tables: next commit */
+        return;
+    const float in[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 9.5f, -9.5f, 9.02f,
+                        20.0f, -88.0f, 1e30f, FLT_MAX, -FLT_MAX, 0x1p-149f, -0x1p-149f,
+                        0x1.fffffcp-127f, FLT_MIN, -1e-20f, 3e-5f, 0x1.fffffep-13f, -0x1p-12f};
+    const size_t n = sizeof in / sizeof in[0];
+    float *x = unaligned(n), *y = unaligned(n);
+    memcpy(x, in, sizeof in);
+    k->f32_tanh(x, y, n);
+    FAIL_IF(!(y[0] == 0.0f && !signbit(y[0])), "%s: tanh(0) = %g", k->name, y[0]);
+    FAIL_IF(!(y[1] == 0.0f && signbit(y[1])), "%s: tanh(-0) = %g", k->name, y[1]);
+    FAIL_IF(!(y[2] == 1.0f && y[3] == -1.0f), "%s: tanh(+-inf) = %g, %g", k->name, y[2], y[3]);
+    FAIL_IF(!(isnan(y[4]) && isnan(y[5])), "%s: tanh(NaN) = %g, %g", k->name, y[4], y[5]);
+    /* Beyond 9.01 the float nearest to tanh is +-1. */
+    for (size_t i = 6; i < 14; i++)
+        FAIL_IF(!(y[i] == copysignf(1.0f, in[i])), "%s: tanh(%g) = %.9g, expected +-1",
+                k->name, (double)in[i], (double)y[i]);
+    /* Below 2^-12, tanh(x) rounds to x: denormals and tiny values come back as is. */
+    for (size_t i = 14; i < 20; i++)
+        FAIL_IF(!(y[i] == in[i]), "%s: tanh(%a) = %a, expected x", k->name, (double)in[i],
+                (double)y[i]);
+    for (size_t i = 20; i < n; i++)
+        FAIL_IF(!(ulp_err(y[i], tanh((double)in[i])) <= 0.5), "%s: tanh(%a) = %a", k->name,
+                (double)in[i], (double)y[i]);
+    /* In place gives the same results. */
+    k->f32_tanh(x, x, n);
+    for (size_t i = 0; i < n; i++)
+        FAIL_IF(!(isnan(y[i]) ? isnan(x[i]) : float_to_bits(x[i]) == float_to_bits(y[i])),
+                "%s: tanh in place, x = %g", k->name, (double)in[i]);
+    release(x);
+    release(y);
+}
+END_TEST
+
+/* Every length up to 300 (vector tails of every size), unaligned pointers, values
+ * around both branch points (0.625, 9.5), nothing written past n, in place. */
+START_TEST(test_tanh_sizes)
+{
+    const mha_kernels *k = table(_i);
+    if (!k || !k->f32_tanh) /* SIMD tables: next commit */
+        return;
+    test_rng g = test_rng_seed(13);
+    float *x = unaligned(300), *y = unaligned(300), *x2 = unaligned(300);
+    for (size_t n = 1; n <= 300; n++) {
+        test_fill(&g, x, n, -12.0f, 12.0f);
+        for (size_t i = 1; i < n; i += 4)
+            x[i] = (i & 8 ? -1.0f : 1.0f) * (0.6f + 0.05f * (float)(i % 7) / 7.0f);
+        for (size_t i = 2; i < n; i += 9)
+            x[i] *= 1e-3f;
+        memset(y, 0xff, (n + 8) * sizeof(float)); /* NaN sentinel past n too */
+        k->f32_tanh(x, y, n);
+        for (size_t i = 0; i < n; i++) {
+            double e = ulp_err(y[i], tanh((double)x[i]));
+            FAIL_IF(!(e <= TANH_MAX_ULP), "%s: tanh n=%zu: %.2f ulp at x = %.9g", k->name, n,
+                    e, (double)x[i]);
+        }
+        for (size_t i = n; i < n + 8; i++)
+            FAIL_IF(!(isnan(y[i])), "%s: tanh n=%zu wrote past the end", k->name, n);
+        memcpy(x2, x, n * sizeof(float));
+        k->f32_tanh(x2, x2, n);
+        FAIL_IF(!(memcmp(x2, y, n * sizeof(float)) == 0), "%s: tanh in place n=%zu", k->name,
+                n);
+    }
+    /* A NaN among finite values changes only its own element. */
+    for (size_t i = 0; i < 37; i++)
+        x[i] = (float)i * 0.25f - 4.0f;
+    x[20] = NAN;
+    k->f32_tanh(x, y, 37);
+    FAIL_IF(!(isnan(y[20]) && !isnan(y[19]) && !isnan(y[21])), "%s: tanh NaN lane", k->name);
+    release(x);
+    release(y);
+    release(x2);
+}
+END_TEST
+
+/* Max ulp error over the floats of [0, hi] taken every `stride` bit patterns, and
+ * tanh(-x) == -tanh(x) to the bit on the same floats. */
+static double tanh_sweep(const mha_kernels *k, uint32_t stride, float hi, float *worst_x)
+{
+    enum { CHUNK = 4096 };
+    float *x = unaligned(CHUNK), *y = unaligned(CHUNK), *yn = unaligned(CHUNK);
+    const uint32_t last = float_to_bits(hi);
+    double worst = 0.0;
+    uint64_t b = 0;
+    while (b <= last) {
+        size_t cnt = 0;
+        for (; cnt < CHUNK && b <= last; cnt++, b += stride)
+            x[cnt] = bits_to_float((uint32_t)b);
+        k->f32_tanh(x, y, cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            /* Below 2^-12 tanh(x) = x - x^3/3 rounds to x (test_tanh_special): skip the
+             * slow libm call for the ~0.9e9 floats there. */
+            double e = x[i] < 0x1p-12f ? (y[i] == x[i] ? 0.0 : INFINITY)
+                                       : ulp_err(y[i], tanh((double)x[i]));
+            if (e > worst) {
+                worst = e;
+                *worst_x = x[i];
+            }
+            x[i] = -x[i];
+        }
+        k->f32_tanh(x, yn, cnt);
+        for (size_t i = 0; i < cnt; i++)
+            if (float_to_bits(yn[i]) != (float_to_bits(y[i]) ^ 0x80000000u)) {
+                worst = INFINITY;
+                *worst_x = x[i];
+            }
+    }
+    release(x);
+    release(y);
+    release(yn);
+    return worst;
+}
+
+/*
+ * As the exp sweep: a strided sample of [0, 10] (a prime stride, ~1.07M values,
+ * beyond 9.5 every result is 1) on every table; the active table gets every float
+ * of [0, 10] when a timed sample predicts less than a few seconds. With
+ * MHA_TEST_TANH_SWEEP_ALL set, every float of [0, FLT_MAX] and its negation, on
+ * every table (the measurement quoted in simd/kernels.h; tens of seconds).
+ */
+START_TEST(test_tanh_sweep)
+{
+    const mha_kernels *k = table(_i);
+    if (!k || !k->f32_tanh) /* SIMD tables: next commit */
+        return;
+    const uint32_t stride = 1021;
+    float wx = 0.0f;
+    double t0 = now_seconds();
+    double worst = tanh_sweep(k, stride, 10.0f, &wx);
+    double t_sample = now_seconds() - t0;
+    const char *what = "strided sample of [0, 10]";
+    const int all = getenv("MHA_TEST_TANH_SWEEP_ALL") != NULL;
+    if (all || (k == mha_kernels_active() && !test_quick() && t_sample * stride < 3.0)) {
+        float wx_full = 0.0f;
+        double w = tanh_sweep(k, 1, all ? FLT_MAX : 10.0f, &wx_full);
+        if (w > worst) {
+            worst = w;
+            wx = wx_full;
+        }
+        what = all ? "every float" : "every float of [-10, 10]";
+    }
+    printf("tanh %s: max error %.3f ulp (%s, worst |x| = %.9g; %.2f s)\n", k->name, worst,
+           what, (double)wx, now_seconds() - t0);
+    FAIL_IF(!(worst <= TANH_MAX_ULP), "%s: tanh error %.3f ulp at x = %.9g", k->name, worst,
+            (double)wx);
 }
 END_TEST
 
@@ -720,6 +875,9 @@ Suite *suite_kernels(void)
     tcase_add_loop_test(tc, test_exp_special, lo, hi);
     tcase_add_loop_test(tc, test_exp_edges, lo, hi);
     tcase_add_loop_test(tc, test_exp_sweep, lo, hi);
+    tcase_add_loop_test(tc, test_tanh_special, lo, hi);
+    tcase_add_loop_test(tc, test_tanh_sizes, lo, hi);
+    tcase_add_loop_test(tc, test_tanh_sweep, lo, hi);
     tcase_add_loop_test(tc, test_rowmax, lo, hi);
     tcase_add_loop_test(tc, test_exp_sub_sum, lo, hi);
     tcase_add_loop_test(tc, test_scale_and_masks, lo, hi);
