@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building and testing mha needs on Debian 12 (run as root, or with
-# sudo available): the toolchain, Check, Google Benchmark and OpenBLAS (bench
-# only), the aarch64 cross compiler with qemu-user for the NEON tests, and clang
-# with its sanitizer/libFuzzer runtime and OpenMP for the fuzzers.
+# sudo available): the toolchain (cmake for the install test's CMake consumer),
+# Check, Google Benchmark and OpenBLAS (bench only), the aarch64 cross compiler
+# with qemu-user for the NEON tests, and clang with its sanitizer/libFuzzer
+# runtime and OpenMP for the fuzzers.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 packages=(
-  gcc g++ meson ninja-build pkg-config python3
+  gcc g++ meson ninja-build pkg-config python3 cmake
   check libbenchmark-dev libopenblas-dev
   qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross check:arm64 libgomp1:arm64
   clang libclang-rt-14-dev libomp-dev
