@@ -22,6 +22,7 @@
 
 #define EXP_MAX_ULP 2.0
 #define TANH_MAX_ULP 2.0
+#define TANH_MAX_APART 2u /* ulp between any ISA's tanh and the scalar one */
 
 /* Check's ck_assert_* talks to the parent process on every call (even passing
  * ones), too slow inside element loops: those use this instead. */
@@ -260,7 +261,7 @@ END_TEST
 START_TEST(test_tanh_special)
 {
     const mha_kernels *k = table(_i);
-    if (!k || !k->f32_tanh) /* SIMD tables: next commit */
+    if (!k)
         return;
     const float in[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 9.5f, -9.5f, 9.02f,
                         20.0f, -88.0f, 1e30f, FLT_MAX, -FLT_MAX, 0x1p-149f, -0x1p-149f,
@@ -299,7 +300,7 @@ END_TEST
 START_TEST(test_tanh_sizes)
 {
     const mha_kernels *k = table(_i);
-    if (!k || !k->f32_tanh) /* SIMD tables: next commit */
+    if (!k)
         return;
     test_rng g = test_rng_seed(13);
     float *x = unaligned(300), *y = unaligned(300), *x2 = unaligned(300);
@@ -336,10 +337,13 @@ START_TEST(test_tanh_sizes)
 END_TEST
 
 /* Max ulp error over the floats of [0, hi] taken every `stride` bit patterns, and
- * tanh(-x) == -tanh(x) to the bit on the same floats. */
-static double tanh_sweep(const mha_kernels *k, uint32_t stride, float hi, float *worst_x)
+ * tanh(-x) == -tanh(x) to the bit on the same floats. *apart: the largest distance
+ * (in ulp: bit patterns, the results being >= 0) from the scalar table's results. */
+static double tanh_sweep(const mha_kernels *k, uint32_t stride, float hi, float *worst_x,
+                         uint32_t *apart)
 {
     enum { CHUNK = 4096 };
+    const mha_kernels *sc = mha_kernels_for(MHA_ISA_SCALAR);
     float *x = unaligned(CHUNK), *y = unaligned(CHUNK), *yn = unaligned(CHUNK);
     const uint32_t last = float_to_bits(hi);
     double worst = 0.0;
@@ -349,6 +353,12 @@ static double tanh_sweep(const mha_kernels *k, uint32_t stride, float hi, float 
         for (; cnt < CHUNK && b <= last; cnt++, b += stride)
             x[cnt] = bits_to_float((uint32_t)b);
         k->f32_tanh(x, y, cnt);
+        sc->f32_tanh(x, yn, cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            uint32_t by = float_to_bits(y[i]), bs = float_to_bits(yn[i]);
+            uint32_t d = by > bs ? by - bs : bs - by;
+            *apart = d > *apart ? d : *apart;
+        }
         for (size_t i = 0; i < cnt; i++) {
             /* Below 2^-12 tanh(x) = x - x^3/3 rounds to x (test_tanh_special): skip the
              * slow libm call for the ~0.9e9 floats there. */
@@ -383,28 +393,32 @@ static double tanh_sweep(const mha_kernels *k, uint32_t stride, float hi, float 
 START_TEST(test_tanh_sweep)
 {
     const mha_kernels *k = table(_i);
-    if (!k || !k->f32_tanh) /* SIMD tables: next commit */
+    if (!k)
         return;
     const uint32_t stride = 1021;
     float wx = 0.0f;
+    uint32_t apart = 0;
     double t0 = now_seconds();
-    double worst = tanh_sweep(k, stride, 10.0f, &wx);
+    double worst = tanh_sweep(k, stride, 10.0f, &wx, &apart);
     double t_sample = now_seconds() - t0;
     const char *what = "strided sample of [0, 10]";
     const int all = getenv("MHA_TEST_TANH_SWEEP_ALL") != NULL;
     if (all || (k == mha_kernels_active() && !test_quick() && t_sample * stride < 3.0)) {
         float wx_full = 0.0f;
-        double w = tanh_sweep(k, 1, all ? FLT_MAX : 10.0f, &wx_full);
+        double w = tanh_sweep(k, 1, all ? FLT_MAX : 10.0f, &wx_full, &apart);
         if (w > worst) {
             worst = w;
             wx = wx_full;
         }
         what = all ? "every float" : "every float of [-10, 10]";
     }
-    printf("tanh %s: max error %.3f ulp (%s, worst |x| = %.9g; %.2f s)\n", k->name, worst,
-           what, (double)wx, now_seconds() - t0);
+    printf("tanh %s: max error %.3f ulp (%s, worst |x| = %.9g), within %u ulp of scalar; "
+           "%.2f s\n",
+           k->name, worst, what, (double)wx, (unsigned)apart, now_seconds() - t0);
     FAIL_IF(!(worst <= TANH_MAX_ULP), "%s: tanh error %.3f ulp at x = %.9g", k->name, worst,
             (double)wx);
+    FAIL_IF(!(apart <= TANH_MAX_APART), "%s: tanh %u ulp away from scalar", k->name,
+            (unsigned)apart);
 }
 END_TEST
 
@@ -570,7 +584,7 @@ START_TEST(test_table)
     ck_assert(k->gemm_mr >= 1 && k->gemm_nr >= 1);
     ck_assert(k->f32_exp && k->f32_rowmax && k->f32_exp_sub_sum && k->f32_scale && k->f32_gemm &&
               k->f32_pack_b_nk && k->f32_pack_b_kn && k->f32_scale_add && k->f32_mask_u8 && k->f32_dot_rows &&
-              k->f32_axpy_rows);
+              k->f32_axpy_rows && k->f32_tanh);
     ck_assert_ptr_eq(mha_kernels_active(), mha_kernels_for(mha_active_isa()));
     ck_assert_ptr_nonnull(mha_kernels_for(MHA_ISA_SCALAR));
 }

@@ -69,6 +69,41 @@ static void mha_f32_exp__neon(const float *x, float *y, size_t n)
         store_tail(y + i, n - i, exp4(load_tail(x + i, n - i, 0.0f)));
 }
 
+/* tanh of 4 lanes, the algorithm of common.h (both branches, blended). */
+static inline float32x4_t tanh4(float32x4_t x)
+{
+    const float32x4_t a = vabsq_f32(x);
+    /* FMAX/FMIN return NaN when an operand is NaN: NaN reaches exp4. */
+    const float32x4_t xs = vmaxq_f32(a, vdupq_n_f32(MHA_TANH_SMALL));
+    const float32x4_t z = vmulq_f32(xs, xs);
+    float32x4_t q = vdupq_n_f32(MHA_TANH_Q0);
+    q = vfmaq_f32(vdupq_n_f32(MHA_TANH_Q1), q, z);
+    q = vfmaq_f32(vdupq_n_f32(MHA_TANH_Q2), q, z);
+    q = vfmaq_f32(vdupq_n_f32(MHA_TANH_Q3), q, z);
+    q = vfmaq_f32(vdupq_n_f32(MHA_TANH_Q4), q, z);
+    const float32x4_t poly = vfmaq_f32(xs, vmulq_f32(xs, z), q);
+    float32x4_t xe = vmaxq_f32(a, vdupq_n_f32(MHA_TANH_POLY));
+    xe = vminq_f32(xe, vdupq_n_f32(MHA_TANH_SAT));
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    const float32x4_t e = exp4(vaddq_f32(xe, xe));
+    const float32x4_t big = vsubq_f32(one, vdivq_f32(vdupq_n_f32(2.0f), vaddq_f32(e, one)));
+    const uint32x4_t in_poly = vcltq_f32(a, vdupq_n_f32(MHA_TANH_POLY));
+    const uint32x4_t tiny = vcltq_f32(a, vdupq_n_f32(MHA_TANH_SMALL));
+    float32x4_t y = vbslq_f32(in_poly, poly, big);
+    y = vbslq_f32(tiny, a, y);
+    /* The sign bit from x, the rest from y. */
+    return vbslq_f32(vdupq_n_u32(0x80000000u), x, y);
+}
+
+static void mha_f32_tanh__neon(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, tanh4(vld1q_f32(x + i)));
+    if (i < n)
+        store_tail(y + i, n - i, tanh4(load_tail(x + i, n - i, 0.0f)));
+}
+
 /* FMAX and FMAXV return NaN when any operand is NaN: NaN propagates by itself. */
 static float mha_f32_rowmax__neon(const float *x, size_t n)
 {
@@ -415,4 +450,5 @@ const mha_kernels mha_kernels_neon = {
     .f32_mask_u8 = mha_f32_mask_u8__neon,
     .f32_dot_rows = mha_f32_dot_rows_8__neon,
     .f32_axpy_rows = mha_f32_axpy_rows_2__neon,
+    .f32_tanh = mha_f32_tanh__neon,
 };

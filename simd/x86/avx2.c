@@ -78,6 +78,44 @@ static void mha_f32_exp__avx2(const float *x, float *y, size_t n)
     }
 }
 
+/* tanh of 8 lanes, the algorithm of common.h (both branches, blended). */
+static inline __m256 tanh8(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 a = _mm256_andnot_ps(sign, x);
+    const __m256 xs = _mm256_max_ps(a, _mm256_set1_ps(MHA_TANH_SMALL));
+    const __m256 z = _mm256_mul_ps(xs, xs);
+    __m256 q = _mm256_set1_ps(MHA_TANH_Q0);
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(MHA_TANH_Q1));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(MHA_TANH_Q2));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(MHA_TANH_Q3));
+    q = _mm256_fmadd_ps(q, z, _mm256_set1_ps(MHA_TANH_Q4));
+    const __m256 poly = _mm256_fmadd_ps(_mm256_mul_ps(xs, z), q, xs);
+    /* max/min return their second operand when one is NaN: NaN reaches exp8. */
+    __m256 xe = _mm256_max_ps(_mm256_set1_ps(MHA_TANH_POLY), a);
+    xe = _mm256_min_ps(_mm256_set1_ps(MHA_TANH_SAT), xe);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 e = exp8(_mm256_add_ps(xe, xe));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one));
+    const __m256 big = _mm256_sub_ps(one, t);
+    const __m256 in_poly = _mm256_cmp_ps(a, _mm256_set1_ps(MHA_TANH_POLY), _CMP_LT_OQ);
+    const __m256 tiny = _mm256_cmp_ps(a, _mm256_set1_ps(MHA_TANH_SMALL), _CMP_LT_OQ);
+    __m256 y = _mm256_blendv_ps(big, poly, in_poly);
+    y = _mm256_blendv_ps(y, a, tiny);
+    return _mm256_or_ps(y, _mm256_and_ps(x, sign));
+}
+
+static void mha_f32_tanh__avx2(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(y + i, m, tanh8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
 static float mha_f32_rowmax__avx2(const float *x, size_t n)
 {
     /* maxps drops NaN depending on operand order: NaN lanes are tracked apart. */
@@ -492,4 +530,5 @@ const mha_kernels mha_kernels_avx2 = {
     .f32_mask_u8 = mha_f32_mask_u8__avx2,
     .f32_dot_rows = mha_f32_dot_rows_8__avx2,
     .f32_axpy_rows = mha_f32_axpy_rows_2__avx2,
+    .f32_tanh = mha_f32_tanh__avx2,
 };

@@ -59,6 +59,44 @@ static void mha_f32_exp__avx512(const float *x, float *y, size_t n)
     }
 }
 
+/* tanh of 16 lanes, the algorithm of common.h (both branches, blended by mask). */
+static inline __m512 tanh16(__m512 x)
+{
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    const __m512 a = _mm512_andnot_ps(sign, x);
+    const __m512 xs = _mm512_max_ps(a, _mm512_set1_ps(MHA_TANH_SMALL));
+    const __m512 z = _mm512_mul_ps(xs, xs);
+    __m512 q = _mm512_set1_ps(MHA_TANH_Q0);
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(MHA_TANH_Q1));
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(MHA_TANH_Q2));
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(MHA_TANH_Q3));
+    q = _mm512_fmadd_ps(q, z, _mm512_set1_ps(MHA_TANH_Q4));
+    const __m512 poly = _mm512_fmadd_ps(_mm512_mul_ps(xs, z), q, xs);
+    /* max/min return their second operand when one is NaN: NaN reaches exp16. */
+    __m512 xe = _mm512_max_ps(_mm512_set1_ps(MHA_TANH_POLY), a);
+    xe = _mm512_min_ps(_mm512_set1_ps(MHA_TANH_SAT), xe);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 e = exp16(_mm512_add_ps(xe, xe));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one));
+    const __m512 big = _mm512_sub_ps(one, t);
+    const __mmask16 in_poly = _mm512_cmp_ps_mask(a, _mm512_set1_ps(MHA_TANH_POLY), _CMP_LT_OQ);
+    const __mmask16 tiny = _mm512_cmp_ps_mask(a, _mm512_set1_ps(MHA_TANH_SMALL), _CMP_LT_OQ);
+    __m512 y = _mm512_mask_blend_ps(in_poly, big, poly);
+    y = _mm512_mask_blend_ps(tiny, y, a);
+    return _mm512_or_ps(y, _mm512_and_ps(x, sign));
+}
+
+static void mha_f32_tanh__avx512(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, tanh16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
+        _mm512_mask_storeu_ps(y + i, m, tanh16(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+}
+
 static float mha_f32_rowmax__avx512(const float *x, size_t n)
 {
     /* maxps drops NaN depending on operand order: NaN lanes are tracked apart. */
@@ -523,4 +561,5 @@ const mha_kernels mha_kernels_avx512 = {
     .f32_mask_u8 = mha_f32_mask_u8__avx512,
     .f32_dot_rows = mha_f32_dot_rows_8__avx512,
     .f32_axpy_rows = mha_f32_axpy_rows_2__avx512,
+    .f32_tanh = mha_f32_tanh__avx512,
 };
