@@ -34,10 +34,20 @@ int cli_check(const char *cmd, const char *func, mha_status st);
 
 /* Monotonic clock, milliseconds. */
 double cli_now_ms(void);
+/* Sorts the n > 0 times in t (so t[0] is the least, t[n-1] the most) and returns
+ * their median. */
+double cli_median(double *t, int n);
 /* The threads a call given num_threads uses (0 = OpenMP's default). */
 int cli_threads(int num_threads);
 /* max |got - want| / max |want| (the plain max |diff| when want is all zeros);
- * NaN when either holds a NaN the other does not. */
+ * NaN when either holds a NaN (where both do, too). */
 double cli_rel_err(const float *got, const float *want, size_t n);
+/* The same, gathered over several pieces: add each, then read the ratio. */
+typedef struct cli_err {
+    double max_diff, max_want;
+    int nan;
+} cli_err;
+void cli_err_add(cli_err *e, const float *got, const float *want, size_t n);
+double cli_err_rel(const cli_err *e);
 
 #endif

@@ -71,12 +71,6 @@ static int demo_check(const mha_model *model, const mha_config *cfg, const mha_w
     return pass ? 0 : -1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median time of `iters` forwards in ms, after WARMUPS untimed ones; < 0 on error. */
 static double demo_time(const mha_model *model, const mha_forward_args *a, void *ws, size_t bytes,
                         int iters)
@@ -93,8 +87,7 @@ static double demo_time(const mha_model *model, const mha_forward_args *a, void 
         if (i >= 0)
             t[i] = cli_now_ms() - t0;
     }
-    qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    median = iters % 2 ? t[iters / 2] : 0.5 * (t[iters / 2 - 1] + t[iters / 2]);
+    median = cli_median(t, iters);
 done:
     free(t);
     return median;

@@ -4,7 +4,7 @@
 Usage (Debian's python3-torch and python3-numpy; not the pyenv python3):
     /usr/bin/python3 tools/gen_golden.py [OUTDIR]     # default OUTDIR: tests/golden
 
-Each case (22 of them, E 8..32, L 3..12, 1..4 heads, GQA emulated by repeating
+Each case (28 of them, E 8..32, L 3..12, 1..4 heads, GQA emulated by repeating
 K/V weights per group) is written to OUTDIR/<case>/ in the folder format of `mha run`
 (see README.md): query.npy [B,Lq,E]; key.npy/value.npy for cross-attention;
 the weights under their state-dict names (in_proj_weight.npy + in_proj_bias.npy
@@ -12,10 +12,13 @@ when kdim == vdim == E, else q/k/v_proj_weight.npy + q/k/v_proj_bias.npy, the
 latter split from PyTorch's in_proj_bias); out_proj_weight.npy (+ bias);
 optional mask.npy (bool: True = MAY attend, the inverse of PyTorch's bool
 attn_mask; or float32 additive) shaped [Lq,Lk], [B,Lq,Lk] or [B,H,Lq,Lk];
-optional key_lengths.npy int32 [B]; flags.txt (the `mha run` flags on one line);
+optional key_lengths.npy int32 [B] (int64 in key_padding_int64); flags.txt (the
+`mha run` flags on one line);
 expected.npy, the float32 output of the module (eval mode, batch_first=True,
 need_weights=False). Deterministic: every case has its own torch.manual_seed.
-No case has a fully masked query row (PyTorch gives NaN there, mha zeros).
+Only the fully_masked_* cases have query rows that may attend to no key: PyTorch's
+output row is NaN there (mha gives that head a zero row before the output
+projection), which `mha run --expect` accepts in exactly those rows.
 """
 import math
 import os
@@ -99,10 +102,15 @@ def make_gqa(m, E, H, G):
 
 
 def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vdim=None,
-         mask=None, key_lengths=None, causal=False, scale=None, kv_heads=None):
+         mask=None, key_lengths=None, causal=False, scale=None, kv_heads=None,
+         causal_offset=None, key_lengths_dtype=np.int32, empty_rows=(), empty_ok=False):
     """mask: None, 'bool2d', 'float2d', 'bool3d' ([B,Lq,Lk]), 'bool4d', 'float4d'.
     kv_heads: G < H for grouped-query attention (PyTorch's module with K/V
-    weights repeated per group; the folder holds the G-head weights)."""
+    weights repeated per group; the folder holds the G-head weights).
+    causal: True (bottom-right, --causal) or 'top_left' (--causal-top-left, as
+    scaled_dot_product_attention(is_causal=True)); causal_offset: --causal-offset N.
+    empty_rows: (b, h, i) rows a 'bool4d' mask forbids entirely; empty_ok: query
+    rows that see no key are allowed (their output rows must then be NaN)."""
     torch.manual_seed(seed)
     Lk = Lk if Lk is not None else Lq
     if not cross:
@@ -122,11 +130,18 @@ def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vd
         flags += ['--kv-heads', str(kv_heads)]
     allowed = torch.ones(B, H, Lq, Lk, dtype=torch.bool)  # for the no-empty-row check
     attn_mask = None
-    if causal:
-        flags.append('--causal')
+    if causal or causal_offset is not None:
         i = torch.arange(Lq).view(Lq, 1)
         j = torch.arange(Lk).view(1, Lk)
-        masked = j > i + (Lk - Lq)  # bottom-right aligned, as mha's --causal
+        if causal_offset is not None:
+            flags += ['--causal-offset', str(causal_offset)]
+            masked = j > i + causal_offset
+        elif causal == 'top_left':
+            flags.append('--causal-top-left')
+            masked = j > i  # scaled_dot_product_attention(is_causal=True)
+        else:
+            flags.append('--causal')
+            masked = j > i + (Lk - Lq)  # bottom-right aligned, as mha's --causal
         attn_mask = masked
         allowed &= ~masked
     if mask is not None:
@@ -149,6 +164,8 @@ def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vd
             may = torch.rand(*shape) < 0.5
             idx = torch.randint(0, Lk, shape[:3])
             may.scatter_(3, idx.unsqueeze(3), True)
+            for b, h, i in empty_rows:
+                may[b, h, i] = False
             may = may.expand(B, H, Lq, Lk)
             attn_mask = (~may).reshape(B * H, Lq, Lk)
             files['mask'] = (may[:, 0] if mask == 'bool3d' else may).numpy().copy()
@@ -168,9 +185,11 @@ def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vd
         kl = torch.tensor(key_lengths, dtype=torch.int32)
         assert kl.shape == (B,)
         kpm = torch.arange(Lk).view(1, Lk) >= kl.view(B, 1).long()  # True = padding
-        files['key_lengths'] = kl.numpy()
+        files['key_lengths'] = kl.numpy().astype(key_lengths_dtype)
         allowed &= ~kpm.view(B, 1, 1, Lk)
-    assert bool(allowed.any(dim=3).all()), name + ': a query row sees no key'
+    # A query row whose attention sees no key in some head: NaN in PyTorch's output.
+    empty = ~allowed.any(dim=3).all(dim=1)  # [B, Lq]
+    assert empty_ok or not bool(empty.any()), name + ': a query row sees no key'
 
     if scale is not None:
         # nn.MultiheadAttention has no scale argument: scaling W_q and b_q by
@@ -189,14 +208,16 @@ def case(name, seed, B, Lq, E, H, Lk=None, cross=False, bias=True, kdim=None, vd
             if m.in_proj_bias is not None:
                 m.in_proj_bias[:E] *= c
     out = run(m, q, k, v, attn_mask, kpm)
-    assert torch.isfinite(out).all(), name
+    assert bool((torch.isnan(out).all(dim=2) == empty).all()), name + ': NaN rows'
+    assert bool(torch.isfinite(out[~empty]).all()), name
 
     # Sanity: the same module in float64 (the float32 expected values are that close).
     m64 = make_module(E, H, bias=bias, kdim=kdim, vdim=vdim, dtype=torch.float64)
     m64.load_state_dict(m.state_dict())
     am64 = attn_mask.double() if attn_mask is not None and attn_mask.dtype != torch.bool else attn_mask
     out64 = run(m64, q.double(), k.double(), v.double(), am64, kpm)
-    dev = (out.double() - out64).abs().max().item() / out64.abs().max().item()
+    seen = ~empty
+    dev = (out.double() - out64)[seen].abs().max().item() / out64[seen].abs().max().item()
 
     files['query'] = q.numpy()
     if cross:
@@ -238,6 +259,18 @@ CASES = [
          vdim=14, kv_heads=1, key_lengths=[8, 3]),
     dict(name='scale_causal_cross', seed=20, B=2, Lq=3, Lk=5, E=12, H=3, cross=True,
          kdim=7, vdim=9, causal=True, scale=0.125),
+    dict(name='key_padding_int64', seed=23, B=3, Lq=5, Lk=7, E=16, H=2, cross=True,
+         key_lengths=[7, 4, 2], key_lengths_dtype=np.int64),
+    dict(name='causal_top_left_cross', seed=24, B=2, Lq=4, Lk=9, E=16, H=2, cross=True,
+         causal='top_left'),
+    dict(name='causal_top_left_long_query', seed=25, B=1, Lq=8, Lk=5, E=12, H=3, cross=True,
+         causal='top_left'),
+    dict(name='causal_offset', seed=26, B=2, Lq=6, Lk=7, E=16, H=4, cross=True,
+         causal_offset=2),
+    dict(name='fully_masked_rows', seed=27, B=2, Lq=6, E=16, H=2, causal_offset=-2,
+         key_lengths=[6, 0], empty_ok=True),
+    dict(name='fully_masked_head', seed=28, B=2, Lq=5, E=16, H=4, mask='bool4d',
+         empty_rows=[(0, 1, 2), (1, 3, 0), (1, 0, 4)], empty_ok=True),
 ]
 
 

@@ -15,24 +15,45 @@ void cli_usage(FILE *f)
     fputs("usage:\n"
           "  mha info\n"
           "      CPU name, detected features, the ISA in use and how it was chosen.\n"
-          "  mha run [--heads H] [--kv-heads G] [--causal] [--scale S] [--threads N]\n"
+          "  mha run --heads H [--kv-heads G] [--causal | --causal-top-left |\n"
+          "          --causal-offset N] [--scale S] [--threads N] [--iters N]\n"
           "          [--out FILE] [--expect FILE [--tol T]] [--reference] DIR\n"
-          "      Multi-head attention on the float32 .npy files in DIR, named as in a\n"
-          "      PyTorch state dict: query.npy [B,Lq,E]; optional key.npy [B,Lk,kdim] and\n"
-          "      value.npy [B,Lk,vdim] (absent: self-attention); in_proj_weight.npy or\n"
-          "      q_proj_weight.npy + k_proj_weight.npy + v_proj_weight.npy; optional biases\n"
-          "      (in_proj_bias.npy or q/k/v_proj_bias.npy), out_proj_weight.npy +\n"
-          "      out_proj_bias.npy, mask.npy (bool/uint8: nonzero = may attend; float32:\n"
-          "      added), key_lengths.npy (int32 [B]). Writes out.npy [B,Lq,O].\n"
-          "        --heads H      query heads (default 1)\n"
-          "        --kv-heads G   key/value heads, dividing H (default H)\n"
-          "        --causal       causal mask, bottom-right aligned\n"
-          "        --scale S      softmax scale (default 0 = 1/sqrt(head dim))\n"
-          "        --threads N    OpenMP threads (default 0 = OpenMP's default)\n"
-          "        --out FILE     where to write the output (default DIR/out.npy)\n"
-          "        --expect FILE  compare with FILE: max |diff| / max |expected| <= T\n"
-          "        --tol T        tolerance of --expect (default 2e-5)\n"
-          "        --reference    compute with the float64 reference instead\n"
+          "      Multi-head attention on the .npy files in DIR (C order, little-endian),\n"
+          "      named as in a PyTorch state dict with '.' as '_': query.npy [B,Lq,E];\n"
+          "      optional key.npy [B,Lk,kdim] and value.npy [B,Lk,vdim] (absent:\n"
+          "      self-attention); in_proj_weight.npy or q_proj_weight.npy +\n"
+          "      k_proj_weight.npy + v_proj_weight.npy; optional biases (in_proj_bias.npy\n"
+          "      or q/k/v_proj_bias.npy); optional out_proj_weight.npy (+ out_proj_bias.npy);\n"
+          "      mask.npy (bool/uint8: nonzero = may attend; float32: added to the scores;\n"
+          "      [Lq,Lk], [B|1,Lq,Lk] or [B|1,H|1,Lq,Lk]); key_lengths.npy ([B], int32 or\n"
+          "      int64, each in [0, Lk]). All float files are float32. Any other .npy in\n"
+          "      DIR is an error (with what to do about PyTorch's names), except out.npy\n"
+          "      and the files given to --out and --expect.\n"
+          "      Writes out.npy [B,Lq,O] only when the run succeeds (--expect included),\n"
+          "      through a temporary file renamed into place; a failed run writes nothing.\n"
+          "        --heads H            query heads (required: weights do not record it)\n"
+          "        --kv-heads G         key/value heads, dividing H (default H)\n"
+          "        --causal             causal mask, bottom-right aligned: row i sees keys\n"
+          "                             j <= i + Lk - Lq (decoding with a cache)\n"
+          "        --causal-top-left    row i sees keys j <= i, as PyTorch's\n"
+          "                             scaled_dot_product_attention(is_causal=True)\n"
+          "        --causal-offset N    row i sees keys j <= i + N (N may be negative)\n"
+          "        --scale S            softmax scale (default 0 = 1/sqrt(head dim))\n"
+          "        --threads N          OpenMP threads (default 0 = OpenMP's default)\n"
+          "        --iters N            timed calls after one warm-up call (default 1);\n"
+          "                             prints their median, min and max\n"
+          "        --out FILE           where to write the output (default DIR/out.npy);\n"
+          "                             never one of the inputs or the --expect file\n"
+          "        --expect FILE        compare with FILE, float32 [B,Lq,O]: PASS when\n"
+          "                             max |diff| / max |expected| <= T, over every row\n"
+          "                             except those where FILE is all NaN and the query\n"
+          "                             row may attend to no key in some head (PyTorch\n"
+          "                             gives NaN there, mha a zero head row before the\n"
+          "                             output projection; without one, each head's slice\n"
+          "                             is such a unit and mha's must be zero). Any other\n"
+          "                             NaN, in FILE or the output, fails.\n"
+          "        --tol T              tolerance of --expect (default 2e-5)\n"
+          "        --reference          compute with the float64 reference instead\n"
           "  mha demo [--threads N] [--iters N]\n"
           "      A ViT-Base self-attention forward (B=1 L=197 E=768 H=12) on random data,\n"
           "      checked against the float64 reference, then timed over N runs\n"
@@ -110,17 +131,40 @@ int cli_threads(int num_threads)
     return num_threads > 0 ? num_threads : omp_get_max_threads();
 }
 
-double cli_rel_err(const float *got, const float *want, size_t n)
+static int cmp_double(const void *a, const void *b)
 {
-    double max_diff = 0, max_want = 0;
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double cli_median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+void cli_err_add(cli_err *e, const float *got, const float *want, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - (double)want[i]);
-        if (isnan(d))
-            return NAN;
-        max_diff = fmax(max_diff, d);
-        max_want = fmax(max_want, fabs((double)want[i]));
+        e->nan |= isnan(d);
+        e->max_diff = fmax(e->max_diff, d);
+        e->max_want = fmax(e->max_want, fabs((double)want[i]));
     }
-    return max_want > 0 ? max_diff / max_want : max_diff;
+}
+
+double cli_err_rel(const cli_err *e)
+{
+    if (e->nan)
+        return NAN;
+    return e->max_want > 0 ? e->max_diff / e->max_want : e->max_diff;
+}
+
+double cli_rel_err(const float *got, const float *want, size_t n)
+{
+    cli_err e = {0};
+    cli_err_add(&e, got, want, n);
+    return cli_err_rel(&e);
 }
 
 int main(int argc, char **argv)

@@ -7,11 +7,14 @@
 #include "npy.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define MAGIC "\x93NUMPY"
 #define MAGIC_LEN 6
@@ -386,6 +389,36 @@ static int write_file(const reporter *r, FILE *f, const float *data, size_t coun
     return 0;
 }
 
+/* A new file "<dir>/.<name>.<pid>.<n>.tmp" beside path, opened for writing with the
+ * mode a plain fopen would give (0666 less the umask); its name goes to tmp. Renaming
+ * it over path afterwards replaces path in one step: path is never half written, and
+ * a failure leaves the old file as it was. The name does not end in ".npy". */
+static FILE *create_beside(const char *path, char *tmp, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    int dir_len = slash ? (int)(slash - path + 1) : 0;
+    const char *name = slash ? slash + 1 : path;
+    for (int n = 0; n < 100; n++) {
+        int w = snprintf(tmp, len, "%.*s.%s.%ld.%d.tmp", dir_len, path, name, (long)getpid(), n);
+        if (w < 0 || (size_t)w >= len) {
+            errno = ENAMETOOLONG;
+            return NULL;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd >= 0) {
+            FILE *f = fdopen(fd, "wb");
+            if (!f) {
+                close(fd);
+                remove(tmp);
+            }
+            return f;
+        }
+        if (errno != EEXIST)
+            return NULL;
+    }
+    return NULL;
+}
+
 int npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape, char *err,
                  size_t err_len)
 {
@@ -400,13 +433,20 @@ int npy_save_f32(const char *path, const float *data, int ndim, const int64_t *s
     }
     if (count && !data)
         return fail(&r, "cannot save: no data");
-    FILE *f = fopen(path, "wb");
+    /* Renaming over a device or a pipe would replace it: write regular files only. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return fail(&r, "not a regular file; give a file path");
+    char tmp[PATH_MAX];
+    FILE *f = create_beside(path, tmp, sizeof tmp);
     if (!f)
-        return fail(&r, "cannot create: %s", strerror(errno));
+        return fail(&r, "cannot create a temporary file beside it: %s", strerror(errno));
     int rc = write_file(&r, f, data, count, ndim, shape);
     if (fclose(f) != 0 && rc == 0)
         rc = fail(&r, "write error: %s", strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = fail(&r, "cannot rename %s to it: %s", tmp, strerror(errno));
     if (rc)
-        remove(path);
+        remove(tmp);
     return rc;
 }

@@ -27,7 +27,9 @@ typedef struct npy_array {
 
 /* Loads a whole file. Returns 0, or -1 with a sentence naming the file in err. */
 int npy_load(const char *path, npy_array *out, char *err, size_t err_len);
-/* Writes a float32 array. Returns 0, or -1 with a sentence in err. */
+/* Writes a float32 array to a temporary file beside path, then renames it to path:
+ * path is either the complete new file or untouched (and no temporary file is left
+ * behind). Returns 0, or -1 with a sentence in err. */
 int npy_save_f32(const char *path, const float *data, int ndim, const int64_t *shape, char *err,
                  size_t err_len);
 void npy_free(npy_array *a);
