@@ -7,6 +7,7 @@
 # alignments and --iters.
 set -u
 MHA=$(realpath "$1") GOLDEN=$(realpath "$2") SCRATCH=$3
+[ -x "$MHA" ] && [ -d "$GOLDEN" ] || { echo "usage: $0 MHA_BINARY GOLDEN_DIR SCRATCH_DIR"; exit 1; }
 rm -rf "$SCRATCH" && mkdir -p "$SCRATCH" || exit 1
 cd "$SCRATCH" || exit 1
 umask 022
@@ -164,14 +165,31 @@ expect_success nan-rows-one-head '3 rows all NaN in expected.*PASS' -- $flags --
 expect_success nan-rows-reference '3 rows all NaN in expected.*PASS' -- \
     $flags --reference --expect expected.npy --out ref.npy dir
 
+# Without an output projection the unit is one head's slice: (b 0, h 1, i 2) sees no
+# key in fully_masked_head, so NaN in exactly that slice of mha's own output matches,
+# and NaN in a slice of a head that sees keys does not. [2, 5, 16] float32, d_v = 4.
+nan_slice() { # FILE FIRST_FLOAT: 4 floats set to NaN
+    local at=$(( $(stat -c %s "$1") - 2 * 5 * 16 * 4 + $2 * 4 ))
+    printf '\000\000\300\177\000\000\300\177\000\000\300\177\000\000\300\177' |
+        dd of="$1" bs=1 seek=$at conv=notrunc 2>/dev/null
+}
+rm dir/out_proj_weight.npy dir/out_proj_bias.npy
+expect_success no-out-proj -- $flags --out heads.npy dir
+cp heads.npy masked-slice.npy && nan_slice masked-slice.npy $(( 2 * 16 + 1 * 4 ))
+expect_success nan-head-slice '1 head slices all NaN in expected.*PASS' -- \
+    $flags --expect masked-slice.npy dir
+cp heads.npy seen-slice.npy && nan_slice seen-slice.npy $(( 2 * 16 + 0 * 4 ))
+expect_failure nan-head-slice-not-masked 'all NaN in the expected output, but it sees keys in this head' \
+    'FAIL' -- $flags --expect seen-slice.npy dir
+
 # Causal alignments: top-left is PyTorch's is_causal=True (the golden case) and the
 # same as offset 0; bottom-right is offset Lk - Lq; they differ when Lq != Lk.
 fresh causal_top_left_cross
 expect_success top-left-golden 'PASS' -- $flags --expect expected.npy --out tl.npy dir
 expect_success top-left-reference 'PASS' -- $flags --reference --expect expected.npy --out ref.npy dir
-expect_success offset-0 '' -- --heads 2 --causal-offset 0 --out off0.npy dir
-expect_success bottom-right '' -- --heads 2 --causal --out br.npy dir
-expect_success offset-lk-lq '' -- --heads 2 --causal-offset 5 --out off5.npy dir
+expect_success offset-0 -- --heads 2 --causal-offset 0 --out off0.npy dir
+expect_success bottom-right -- --heads 2 --causal --out br.npy dir
+expect_success offset-lk-lq -- --heads 2 --causal-offset 5 --out off5.npy dir
 case=causal-equalities
 cmp -s tl.npy off0.npy || fail "--causal-top-left differs from --causal-offset 0"
 cmp -s br.npy off5.npy || fail "--causal differs from --causal-offset Lk-Lq"
