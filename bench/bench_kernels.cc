@@ -1,5 +1,5 @@
-// Per-ISA kernel families: kernel_exp, kernel_softmax, kernel_gemm (tile and
-// whole projection GEMM through the engine's packed driver), kernel_pack.
+// Per-ISA kernel families: kernel_exp, kernel_tanh, kernel_softmax, kernel_gemm
+// (tile and whole projection GEMM through the engine's packed driver), kernel_pack.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -38,6 +38,29 @@ void BM_exp(benchmark::State &st, mha_isa isa)
     }
     st.SetLabel(label("kernel", k->name, 1));
     set_counters(st, timer, (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
+}
+
+// tanh over n floats in [-4, 4) (both branches of the algorithm, mixed as in
+// additive attention's features). tanh_per_s: elements per wall second, the rate
+// the fused additive attention is compared with.
+void BM_tanh(benchmark::State &st, mha_isa isa)
+{
+    const mha_kernels *k = table_or_skip(st, isa);
+    if (!k)
+        return;
+    size_t n = (size_t)st.range(0);
+    Buf x(n, 9, 4.0f), y(n);
+    const LoopTimer timer(1);
+    for (auto _ : st) {
+        k->f32_tanh(x.data(), y.data(), n);
+        benchmark::DoNotOptimize(y.data());
+        benchmark::ClobberMemory();
+    }
+    st.SetLabel(label("kernel", k->name, 1));
+    set_counters(st, timer, (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
+    const double sec = timer.seconds();
+    if (sec > 0)
+        st.counters["tanh_per_s"] = (double)n * (double)st.iterations() / sec;
 }
 
 // One softmax row as the attention driver does it: max, exp(x - max) with sum, scale.
@@ -152,6 +175,8 @@ void register_kernels(const Plan &plan)
     const bool sm = smoke();
     const std::vector<int64_t> exp_n = sm ? std::vector<int64_t>{64}
                                           : std::vector<int64_t>{256, 4096, 65536, 1 << 20};
+    // 4096 floats in and out: 32 KiB, in L1/L2 (the in-cache rate).
+    const std::vector<int64_t> tanh_n = sm ? std::vector<int64_t>{64} : std::vector<int64_t>{4096};
     const std::vector<int64_t> soft_n = sm ? std::vector<int64_t>{64} : std::vector<int64_t>{64, 512, 2048};
     const std::vector<int64_t> tile_k = sm ? std::vector<int64_t>{16} : std::vector<int64_t>{64, 128, 256, 512};
     const std::vector<std::vector<int64_t>> pack_nk =
@@ -162,6 +187,11 @@ void register_kernels(const Plan &plan)
         auto *b = benchmark::RegisterBenchmark(("kernel_exp/" + n).c_str(), BM_exp, isa);
         b->ArgNames({"n"});
         for (int64_t v : exp_n)
+            b->Args({v});
+        apply_timing(b, 0);
+        b = benchmark::RegisterBenchmark(("kernel_tanh/" + n).c_str(), BM_tanh, isa);
+        b->ArgNames({"n"});
+        for (int64_t v : tanh_n)
             b->Args({v});
         apply_timing(b, 0);
         b = benchmark::RegisterBenchmark(("kernel_softmax/" + n).c_str(), BM_softmax, isa);
