@@ -26,40 +26,46 @@ snapshot() { (cd dir && md5sum -- * | sort) > snapshot.txt; }
 
 temp_files() { find . -name '*.tmp' | sort; }
 
-# expect_failure CASE PATTERN... -- ARGS: non-zero exit, nothing written, every
-# PATTERN (grep -E) in stderr.
-expect_failure() {
+# CASE PATTERN... -- ARGS: sets case, the array patterns and the array args, and
+# counts the check.
+split_case() {
     case=$1; shift
-    local patterns=()
+    patterns=()
     while [ "$1" != -- ]; do patterns+=("$1"); shift; done
     shift
+    args=("$@")
     checks=$((checks + 1))
+}
+
+# Every pattern (grep -E) in the files given.
+grep_all() {
+    for p in "${patterns[@]}"; do
+        grep -Eq -- "$p" "$@" || fail "no /$p/ in: $(cat stdout.txt stderr.txt)"
+    done
+}
+
+# expect_failure CASE PATTERN... -- ARGS: non-zero exit, nothing written, every
+# PATTERN in stderr or stdout.
+expect_failure() {
+    split_case "$@"
     snapshot; touch stdout.txt stderr.txt
-    local extra_before; extra_before=$(ls -A | sort)
-    "$MHA" run "$@" >stdout.txt 2>stderr.txt
+    local listing; listing=$(ls -A | sort)
+    "$MHA" run "${args[@]}" >stdout.txt 2>stderr.txt
     local rc=$?
     [ $rc -ne 0 ] || fail "exit status 0"
     [ $rc -lt 128 ] || fail "killed by a signal (status $rc)"
     (cd dir && md5sum -- * | sort) | cmp -s - snapshot.txt || fail "the folder changed"
-    [ "$(ls -A | sort)" = "$extra_before" ] || fail "files appeared: $(ls -A | sort | tr '\n' ' ')"
+    [ "$(ls -A | sort)" = "$listing" ] || fail "files appeared: $(ls -A | sort | tr '\n' ' ')"
     [ -z "$(temp_files)" ] || fail "temporary files left: $(temp_files)"
-    for p in "${patterns[@]}"; do
-        grep -Eq -- "$p" stderr.txt stdout.txt || fail "no /$p/ in: $(cat stderr.txt stdout.txt)"
-    done
+    grep_all stderr.txt stdout.txt
 }
 
 # expect_success CASE PATTERN... -- ARGS: exit 0, every PATTERN in stdout, no temp file.
 expect_success() {
-    case=$1; shift
-    local patterns=()
-    while [ "$1" != -- ]; do patterns+=("$1"); shift; done
-    shift
-    checks=$((checks + 1))
-    "$MHA" run "$@" >stdout.txt 2>stderr.txt || fail "exit status $?: $(cat stderr.txt)"
+    split_case "$@"
+    "$MHA" run "${args[@]}" >stdout.txt 2>stderr.txt || fail "exit status $?: $(cat stderr.txt)"
     [ -z "$(temp_files)" ] || fail "temporary files left: $(temp_files)"
-    for p in "${patterns[@]}"; do
-        grep -Eq -- "$p" stdout.txt || fail "no /$p/ in: $(cat stdout.txt stderr.txt)"
-    done
+    grep_all stdout.txt
 }
 
 # ------------------------------------------------------------ unknown files
