@@ -35,8 +35,8 @@ mha_status mha_config_resolve(const mha_config *in, mha_config *out)
         c.kdim = c.embed_dim;
     if (c.vdim == 0)
         c.vdim = c.embed_dim;
-    c.has_bias = c.has_bias != 0;
-    c.has_out_proj = c.has_out_proj != 0;
+    if ((c.has_bias != 0 && c.has_bias != 1) || (c.has_out_proj != 0 && c.has_out_proj != 1))
+        return MHA_ERR_WEIGHTS; /* booleans: 7 is more likely a bug than "true" */
     if (!isfinite(c.scale))
         return MHA_ERR_SCALE;
     if (c.scale == 0.0f)

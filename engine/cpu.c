@@ -270,6 +270,18 @@ static void detect_caches(void)
     g.l2_bytes = l2 >= 65536 ? (size_t)l2 : 524288;
 }
 
+/* ASCII case-insensitive equality (strcasecmp is POSIX, not C11; locale-free). */
+static int same_name(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        char x = *a >= 'A' && *a <= 'Z' ? (char)(*a - 'A' + 'a') : *a;
+        char y = *b >= 'A' && *b <= 'Z' ? (char)(*b - 'A' + 'a') : *b;
+        if (x != y)
+            return 0;
+    }
+    return *a == *b;
+}
+
 static void choose(void)
 {
     detect();
@@ -301,7 +313,7 @@ static void choose(void)
     mha_isa want = MHA_ISA_SCALAR;
     int known = 0;
     for (int i = MHA_ISA_SCALAR; i <= MHA_ISA_NEON; i++)
-        if (strcmp(req, mha_isa_name((mha_isa)i)) == 0) {
+        if (same_name(req, mha_isa_name((mha_isa)i))) {
             want = (mha_isa)i;
             known = 1;
         }

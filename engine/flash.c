@@ -434,7 +434,8 @@ static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const
     const int64_t per_group = s->heads / s->kv_heads, rows = per_group * s->len_q;
     const int64_t tasks = s->batch * s->kv_heads * t->chunks, ncat = s->heads * s->dv;
     /* states[((b*G + g)*rows + r)*chunks + c]: a row's chunks side by side. */
-#pragma omp parallel num_threads(threads) if (threads > 1 && tasks > 1)
+    threads = mha_threads_for(threads, tasks);
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
 #pragma omp for schedule(dynamic, 1)
@@ -471,6 +472,9 @@ void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void 
         return;
     }
 
+    const int64_t round_groups = t.units_per_round * t.groups_per_unit,
+                  round_tasks = t.units_per_round * t.tasks_per_unit;
+    threads = mha_threads_for(threads, round_tasks > round_groups ? round_tasks : round_groups);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t.thread_floats;

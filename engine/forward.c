@@ -43,10 +43,12 @@ mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch, int
 {
     if (!model || !bytes)
         return MHA_ERR_NULL_POINTER;
-    if (batch <= 0 || len_q <= 0 || len_k <= 0)
+    if (batch <= 0 || len_q <= 0 || len_k < 0)
         return MHA_ERR_BAD_SIZE;
-    if (num_threads < 0)
+    if (!mha_threads_valid(num_threads))
         return MHA_ERR_THREADS;
+    if (len_k == 0) /* self-attention, as mha_forward sees it */
+        len_k = len_q;
     fwd_layout l;
     mha_status st = layout_for(model, batch, len_q, len_k, mha_threads(num_threads), &l);
     if (st == MHA_OK)

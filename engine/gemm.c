@@ -11,11 +11,6 @@ static int64_t rows_per_tile(const mha_kernels *kern)
     return mr * ((96 + mr - 1) / mr);
 }
 
-int mha_threads(int requested)
-{
-    return requested > 0 ? requested : omp_get_max_threads();
-}
-
 void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads)
 {
     const int64_t mb = rows_per_tile(kern), nr = (int64_t)kern->gemm_nr, mr = (int64_t)kern->gemm_mr;
@@ -24,7 +19,8 @@ void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, 
         first[j] = total;
         total += ((jobs[j].w->n + nr - 1) / nr) * ((jobs[j].m + mb - 1) / mb);
     }
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && total > 1)
+    threads = mha_threads_for(threads, total);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t t = 0; t < total; t++) {
         int j = njobs - 1;
         while (first[j] > t)

@@ -28,9 +28,11 @@ static inline bool mha_mul3(int64_t a, int64_t b, int64_t c, int64_t *r)
     return mha_mul(a, b, &t) && mha_mul(t, c, r);
 }
 
-/* Largest element count a float array may have so that its bytes fit in size_t and
- * in int64 with room for padding. */
-#define MHA_MAX_ELEMS ((int64_t)(((uint64_t)1 << 60) / sizeof(float)))
+/* Largest byte size of a tensor, dense copy or workspace (mha.h), and the element
+ * count of such a float array. Far below INT64_MAX and SIZE_MAX, so that sums of a
+ * few of them and their padding never overflow. */
+#define MHA_MAX_BYTES MHA_MAX_TENSOR_BYTES
+#define MHA_MAX_ELEMS ((int64_t)(MHA_MAX_BYTES / (int64_t)sizeof(float)))
 
 /* -------------------------------------------------------------- validation */
 
@@ -119,8 +121,18 @@ void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void 
 /* L2 bytes per core (detected once, with a default): sizes the attention tiles. */
 size_t mha_cache_l2_bytes(void);
 
-/* Threads a call runs on: the request, or OpenMP's default for 0. */
+/* True when num_threads is 0..MHA_MAX_THREADS. */
+static inline bool mha_threads_valid(int requested)
+{
+    return requested >= 0 && requested <= MHA_MAX_THREADS;
+}
+/* Threads a call may run on (engine/threads.c): the request, or the default for 0. */
 int mha_threads(int requested);
+/* The thread count for `work` independent tasks: at most `threads`, at least 1. */
+static inline int mha_threads_for(int threads, int64_t work)
+{
+    return work < threads ? (work > 1 ? (int)work : 1) : threads;
+}
 
 /* Workspace carving: 64-byte aligned slices. */
 #define MHA_ALIGN 64

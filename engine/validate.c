@@ -130,7 +130,7 @@ mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, fl
         return MHA_ERR_BAD_SIZE;
     if (s.heads % s.kv_heads != 0)
         return MHA_ERR_HEADS;
-    if (a->num_threads < 0)
+    if (!mha_threads_valid(a->num_threads))
         return MHA_ERR_THREADS;
     if (!isfinite(a->scale))
         return MHA_ERR_SCALE;
@@ -147,9 +147,10 @@ mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, fl
         return MHA_ERR_STRIDE;
     /* Zero strides let huge logical tensors sit in a few bytes; the dense copies
      * (packed K/V, the reference's) must still be addressable. */
-    int64_t dense_q, dense_kv;
-    if (!mha_mul3(s.batch * s.heads, s.len_q, s.dk, &dense_q) || dense_q > MHA_MAX_ELEMS ||
-        !mha_mul3(s.batch * s.kv_heads, s.len_k, s.dk + s.dv, &dense_kv) || dense_kv > MHA_MAX_ELEMS)
+    int64_t bh, bg, dense_q, dense_kv;
+    if (!mha_mul(s.batch, s.heads, &bh) || !mha_mul(s.batch, s.kv_heads, &bg) ||
+        !mha_mul3(bh, s.len_q, s.dk, &dense_q) || dense_q > MHA_MAX_ELEMS ||
+        !mha_mul3(bg, s.len_k, s.dk + s.dv, &dense_kv) || dense_kv > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
     mha_status st = mha_mask_check(&a->mask, &s);
     if (st != MHA_OK)
@@ -176,13 +177,19 @@ mha_status mha_forward_check(const mha_config *c, const mha_forward_args *a, int
         return MHA_ERR_NULL_POINTER; /* key/value sources are required when kdim/vdim != E */
     if (a->batch <= 0 || a->len_q <= 0 || (!self && a->len_k <= 0))
         return MHA_ERR_BAD_SIZE;
-    if (a->num_threads < 0)
+    if (!mha_threads_valid(a->num_threads))
         return MHA_ERR_THREADS;
     *len_k = self ? a->len_q : a->len_k;
     int64_t nx, nk, nv, no;
     if (!mha_mul3(a->batch, a->len_q, c->embed_dim, &nx) || !mha_mul3(a->batch, *len_k, c->kdim, &nk) ||
         !mha_mul3(a->batch, *len_k, c->vdim, &nv) || !mha_mul3(a->batch, a->len_q, c->out_dim, &no) ||
         nx > MHA_MAX_ELEMS || nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS || no > MHA_MAX_ELEMS)
+        return MHA_ERR_OVERFLOW;
+    /* The projected Q, K and V exist densely (workspace, or the reference's copies). */
+    int64_t dq, dkv;
+    if (!mha_mul3(a->batch, a->len_q, c->num_heads * c->head_dim_qk, &dq) || dq > MHA_MAX_ELEMS ||
+        !mha_mul3(a->batch, *len_k, c->num_kv_heads * (c->head_dim_qk + c->head_dim_v), &dkv) ||
+        dkv > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
     mha_shape s = {a->batch, c->num_heads, c->num_kv_heads, a->len_q, *len_k, c->head_dim_qk,
                    c->head_dim_v};

@@ -153,6 +153,15 @@ START_TEST(test_create_bad_weights)
     expect_create(&nb, &w, MHA_OK, "has_bias 0, no biases");
     w.out_bias = dummy;
     expect_create(&nb, &w, MHA_ERR_WEIGHTS, "has_bias 0 with out_bias");
+    /* Booleans are 0 or 1: 7 or -1 is a caller's bug, not "true". */
+    const int not_bool[] = {7, -1, 2};
+    for (int i = 0; i < 3; i++) {
+        mha_config bb = c, bp = c;
+        bb.has_bias = not_bool[i];
+        expect_create(&bb, &sep.w, MHA_ERR_WEIGHTS, "has_bias not 0 or 1");
+        bp.has_out_proj = not_bool[i];
+        expect_create(&bp, &sep.w, MHA_ERR_WEIGHTS, "has_out_proj not 0 or 1");
+    }
 
     mha_config np = c;
     np.has_out_proj = 0;
@@ -291,6 +300,10 @@ START_TEST(test_forward_bad_args)
     CASE("len_k 0", MHA_ERR_BAD_SIZE, a.len_k = 0);
     CASE("len_k -2", MHA_ERR_BAD_SIZE, a.len_k = -2);
     CASE("threads -1", MHA_ERR_THREADS, a.num_threads = -1);
+    CASE("threads MHA_MAX_THREADS + 1", MHA_ERR_THREADS, a.num_threads = MHA_MAX_THREADS + 1);
+    CASE("threads 100000", MHA_ERR_THREADS, a.num_threads = 100000);
+    CASE("threads INT_MAX", MHA_ERR_THREADS, a.num_threads = 0x7fffffff);
+    CASE("batch 2^40: overflow, not alias", MHA_ERR_OVERFLOW, a.batch = (int64_t)1 << 40);
     CASE("batch*Lq*E overflows int64", MHA_ERR_OVERFLOW, a.batch = INT64_MAX / 4);
     CASE("batch*Lq*E beyond size_t", MHA_ERR_OVERFLOW, a.batch = (int64_t)1 << 59);
     CASE("batch*Lk*kdim overflows", MHA_ERR_OVERFLOW, a.len_k = INT64_MAX / 8);
@@ -404,6 +417,10 @@ START_TEST(test_forward_self_attention_args)
     a.len_k = -5; /* ignored for self-attention */
     size_t bytes;
     ck_assert_int_eq(mha_forward_workspace_size(c.f.model, c.B, c.Lq, c.Lq, 1, &bytes), MHA_OK);
+    /* len_k 0 means self-attention in the size query too, as mha_forward sees it. */
+    size_t self_bytes = 0;
+    ck_assert_int_eq(mha_forward_workspace_size(c.f.model, c.B, c.Lq, 0, 1, &self_bytes), MHA_OK);
+    require(self_bytes == bytes, "len_k 0 sized %zu bytes, len_k = len_q %zu", self_bytes, bytes);
     void *ws = xmalloc(bytes);
     expect_forward(&c, &a, ws, bytes, 1, MHA_OK, "self-attention, len_k ignored");
     a.len_k = 0;
@@ -458,8 +475,11 @@ START_TEST(test_forward_workspace_size_args)
     ck_assert_int_eq(mha_forward_workspace_size(m, 1, 1, 1, 1, NULL), MHA_ERR_NULL_POINTER);
     ck_assert_int_eq(mha_forward_workspace_size(m, 0, 1, 1, 1, &bytes), MHA_ERR_BAD_SIZE);
     ck_assert_int_eq(mha_forward_workspace_size(m, 1, -1, 1, 1, &bytes), MHA_ERR_BAD_SIZE);
-    ck_assert_int_eq(mha_forward_workspace_size(m, 1, 1, 0, 1, &bytes), MHA_ERR_BAD_SIZE);
+    ck_assert_int_eq(mha_forward_workspace_size(m, 1, 1, -1, 1, &bytes), MHA_ERR_BAD_SIZE);
     ck_assert_int_eq(mha_forward_workspace_size(m, 1, 1, 1, -1, &bytes), MHA_ERR_THREADS);
+    ck_assert_int_eq(mha_forward_workspace_size(m, 1, 1, 1, MHA_MAX_THREADS + 1, &bytes),
+                     MHA_ERR_THREADS);
+    ck_assert_int_eq(mha_forward_workspace_size(m, 1, 1, 1, 100000, &bytes), MHA_ERR_THREADS);
     ck_assert_int_eq(mha_forward_workspace_size(m, INT64_MAX / 2, 4, 4, 1, &bytes), MHA_ERR_OVERFLOW);
     ck_assert_int_eq(mha_forward_workspace_size(m, 4, (int64_t)1 << 60, 4, 1, &bytes), MHA_ERR_OVERFLOW);
     ck_assert_int_eq(mha_forward_workspace_size(m, 4, 4, (int64_t)1 << 60, 1, &bytes), MHA_ERR_OVERFLOW);
@@ -594,6 +614,13 @@ START_TEST(test_attention_bad_args)
     CASE("scale +inf", MHA_ERR_SCALE, a.scale = INFINITY);
     CASE("scale -inf", MHA_ERR_SCALE, a.scale = -INFINITY);
     CASE("threads -1", MHA_ERR_THREADS, a.num_threads = -1);
+    CASE("threads MHA_MAX_THREADS + 1", MHA_ERR_THREADS, a.num_threads = MHA_MAX_THREADS + 1);
+    CASE("threads 100000", MHA_ERR_THREADS, a.num_threads = 100000);
+    /* Dense strides: out spans 2^40 batches, a range that covers q. The size is
+     * the error, checked before the overlap. */
+    CASE("batch 2^40: overflow, not alias", MHA_ERR_OVERFLOW, a.batch = (int64_t)1 << 40);
+    CASE("batch 2^40, inputs broadcast", MHA_ERR_OVERFLOW, a.batch = (int64_t)1 << 40;
+         a.q_stride[0] = a.k_stride[0] = a.v_stride[0] = 0);
     CASE("q stride[0] -1", MHA_ERR_STRIDE, a.q_stride[0] = -1);
     CASE("k stride[1] -48", MHA_ERR_STRIDE, a.k_stride[1] = -48);
     CASE("v stride[2] -4", MHA_ERR_STRIDE, a.v_stride[2] = -4);

@@ -18,6 +18,7 @@ Suite *suite_layouts(void);
 Suite *suite_decode(void);
 Suite *suite_scenarios(void);
 Suite *suite_golden(void);
+Suite *suite_limits(void);
 
 /* Outputs are filled with this byte before a call that must not write them. */
 #define SENTINEL_BYTE 0x5A

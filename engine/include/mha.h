@@ -65,12 +65,15 @@ typedef enum mha_status {
     MHA_ERR_NULL_POINTER,      /* a required pointer is NULL */
     MHA_ERR_BAD_SIZE,          /* a size or count is zero or negative */
     MHA_ERR_HEADS,             /* a width is not divisible by the heads, or G does not divide H */
-    MHA_ERR_OVERFLOW,          /* a size product overflows int64 or size_t */
+    MHA_ERR_OVERFLOW,          /* a size product overflows int64, or a tensor, dense copy or
+                                  workspace would exceed MHA_MAX_TENSOR_BYTES */
     MHA_ERR_MASK,              /* mask strides, causal kind or key lengths do not fit the shape */
-    MHA_ERR_STRIDE,            /* a tensor stride is negative or makes rows/heads overlap */
+    MHA_ERR_STRIDE,            /* a stride is negative, or two elements of an output share an
+                                  address (inputs may overlap and broadcast) */
     MHA_ERR_SCALE,             /* the softmax scale is NaN or infinite */
-    MHA_ERR_THREADS,           /* the thread count is negative */
-    MHA_ERR_WEIGHTS,           /* weights missing or inconsistent with the config */
+    MHA_ERR_THREADS,           /* num_threads is negative or above MHA_MAX_THREADS */
+    MHA_ERR_WEIGHTS,           /* weights missing or inconsistent with the config, or has_bias /
+                                  has_out_proj not 0 or 1 */
     MHA_ERR_WORKSPACE,         /* the workspace is NULL or smaller than its size query said */
     MHA_ERR_ALIAS,             /* the output overlaps an input */
     MHA_ERR_NO_MEMORY,         /* allocation failed (creation only) */
@@ -79,6 +82,46 @@ typedef enum mha_status {
 
 /* A static, human-readable sentence for a status (never NULL). */
 MHA_API const char *mha_status_message(mha_status status);
+
+/* Sizes are checked before overlaps: a call whose tensors are too large gets
+ * MHA_ERR_OVERFLOW, never MHA_ERR_ALIAS for the huge ranges they would span.
+ * No tensor (by the extent its strides span), dense copy or workspace may exceed
+ * this many bytes: 2^47, the user address space of x86-64 and of aarch64 with
+ * 48-bit addresses; larger shapes give MHA_ERR_OVERFLOW. */
+#define MHA_MAX_TENSOR_BYTES ((int64_t)1 << 47)
+
+/* -------------------------------------------------------------- version */
+
+/*
+ * This header's version; mha_version() / mha_version_number() return the
+ * library's, so a program can detect that it runs against another library than it
+ * was compiled with: mha_version_number() != MHA_VERSION_NUMBER.
+ * ABI rule. Before 1.0, any release may change the layout of the public structs;
+ * such a release bumps MINOR, and the shared library's soname is libmha.so.0.MINOR,
+ * so a binary never loads a library whose structs differ from its header's. From
+ * 1.0 on, structs change only with a new MAJOR (soname libmha.so.MAJOR).
+ * Zero-initialize every argument struct (designated initializers, or memset):
+ * fields added later start at their documented 0 default, which keeps the old
+ * behaviour. Every struct of this header follows that rule: the zero value of
+ * each field is a valid default.
+ */
+#define MHA_VERSION_MAJOR 0
+#define MHA_VERSION_MINOR 2
+#define MHA_VERSION_PATCH 0
+#define MHA_VERSION_NUMBER (MHA_VERSION_MAJOR * 10000 + MHA_VERSION_MINOR * 100 + MHA_VERSION_PATCH)
+
+MHA_API const char *mha_version(void);     /* "0.2.0": the library's MAJOR.MINOR.PATCH */
+MHA_API int mha_version_number(void);      /* MAJOR * 10000 + MINOR * 100 + PATCH */
+
+/* ------------------------------------------------------------ threads */
+
+/*
+ * Every call takes num_threads: 1..MHA_MAX_THREADS runs on that many OpenMP
+ * threads at most (never more than the call has independent tasks); 0 picks a
+ * default; anything else is MHA_ERR_THREADS, from the entries and the size queries
+ * alike. Results do not depend on the thread count.
+ */
+#define MHA_MAX_THREADS 256
 
 /* ---------------------------------------------------------- CPU dispatch */
 
@@ -104,7 +147,7 @@ typedef struct mha_runtime_info {
  * The ISA is chosen once, at the first call that needs it, from the CPU's
  * features (x86-64: cpuid + xgetbv, the OS must have enabled the YMM/ZMM state;
  * aarch64: getauxval). The environment variable MHA_ISA=scalar|avx2|avx512|neon
- * may lower the level. A value the CPU or this build cannot run, or an unknown
+ * (any letter case) may lower the level. A value the CPU or this build cannot run, or an unknown
  * value, is ignored: the best ISA is used and `choice` says why. The choice never
  * changes afterwards.
  */
@@ -127,6 +170,16 @@ typedef enum mha_causal {
  * overlap (stride_q >= Lk, stride_h >= the extent of one head's rows, stride_b >=
  * the extent of one batch's heads); otherwise MHA_ERR_MASK.
  * For a dense [B, H, Lq, Lk] mask: stride_q = Lk, stride_h = Lq*Lk, stride_b = H*Lq*Lk.
+ * PyTorch's shapes map onto it as follows (stride 0 where PyTorch broadcasts):
+ *   attn_mask [Lq, Lk]            stride_b = 0,       stride_h = 0,     stride_q = Lk
+ *   attn_mask [B*H, Lq, Lk]       (nn.MultiheadAttention's 3-D mask, index b*H + h)
+ *                                 stride_b = H*Lq*Lk, stride_h = Lq*Lk, stride_q = Lk
+ *   attn_mask [B, H, Lq, Lk]      as the dense case above
+ *   key padding [B, 1, 1, Lk]     (key_padding_mask [B, Lk] broadcast over heads and
+ *                                 rows) stride_b = Lk, stride_h = 0, stride_q = 0;
+ *                                 a padding mask that only cuts a tail is cheaper as
+ *                                 key_lengths.
+ * Remember to invert nn.MultiheadAttention's boolean masks (True = masked out there).
  */
 typedef struct mha_mask_tensor {
     const void *data; /* const uint8_t * (boolean) or const float * (additive); NULL = absent */
@@ -159,8 +212,10 @@ typedef struct mha_config {
     int64_t head_dim_qk;  /* d_k: 0 = E / H (then H must divide E) */
     int64_t head_dim_v;   /* d_v: 0 = E / H (then H must divide E) */
     int64_t out_dim;      /* O: width of the output projection, 0 = E; ignored without one */
-    int has_bias;         /* 1: Q/K/V (and output) projections add biases */
-    int has_out_proj;     /* 1: multiply by W_o; 0: the output is concat_h(O_h), width H*d_v */
+    int has_bias;         /* 1: Q/K/V (and output) projections add biases; 0 or 1, else
+                             MHA_ERR_WEIGHTS */
+    int has_out_proj;     /* 1: multiply by W_o; 0: the output is concat_h(O_h), width H*d_v;
+                             0 or 1, else MHA_ERR_WEIGHTS */
     float scale;          /* softmax scale: 0 = 1/sqrt(d_k); must be finite */
 } mha_config;
 
@@ -211,13 +266,13 @@ typedef struct mha_forward_args {
     const float *value; /* [B, Lk, vdim], or NULL for self-attention (both NULL or neither) */
     mha_mask mask;      /* bool/float mask heads dimension is H */
     float *out;         /* [B, Lq, O], or [B, Lq, H*d_v] without an output projection */
-    int num_threads;    /* 0 = OpenMP's default; results do not depend on it */
+    int num_threads;    /* 0..MHA_MAX_THREADS, 0 = the default (threads section) */
 } mha_forward_args;
 
-/* Bytes of workspace mha_forward needs for this shape and thread count (for
- * self-attention pass len_k = len_q). A workspace sized for one shape serves any
- * call whose batch, lengths and threads are no larger. The size is bounded: K and
- * V are packed in rounds of a few MiB, and no Lq x Lk matrix is ever stored. */
+/* Bytes of workspace mha_forward needs for this shape and thread count (len_k = 0
+ * or len_q: self-attention). Shapes only, so it can size workspaces at start-up: a
+ * workspace sized for one shape serves any call whose batch, lengths and threads
+ * are no larger (num_threads = 0 counts as its resolved default). */
 MHA_API mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch,
                                               int64_t len_q, int64_t len_k, int num_threads,
                                               size_t *bytes);
@@ -251,7 +306,7 @@ typedef struct mha_attention_args {
     float *out;     int64_t out_stride[3];
     float scale;    /* 0 = 1/sqrt(d_k) */
     mha_mask mask;
-    int num_threads;
+    int num_threads; /* 0..MHA_MAX_THREADS, 0 = the default (threads section) */
 } mha_attention_args;
 
 /* Bytes of workspace mha_attention needs for these arguments (all checked). */
