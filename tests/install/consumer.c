@@ -22,6 +22,10 @@ int main(void)
     fill(b_out, E, 4);
     fill(x, B * L * E, 5);
 
+    if (mha_version_number() != MHA_VERSION_NUMBER) {
+        fprintf(stderr, "header %d, library %s\n", MHA_VERSION_NUMBER, mha_version());
+        return 1;
+    }
     mha_config cfg = mha_config_default(E, H);
     mha_weights w = {.in_proj_weight = w_in, .in_proj_bias = b_in, .out_weight = w_out, .out_bias = b_out};
     mha_model *model;
@@ -53,7 +57,7 @@ int main(void)
         d = d < 0 ? -d : d;
         err = d > err || d != d ? d : err; /* NaN fails */
     }
-    printf("installed mha, isa %s: forward vs float64 reference, max abs err %.2g %s\n",
-           mha_isa_name(mha_active_isa()), err, err < 1e-5 ? "PASS" : "FAIL");
+    printf("installed mha %s, isa %s: forward vs float64 reference, max abs err %.2g %s\n",
+           mha_version(), mha_isa_name(mha_active_isa()), err, err < 1e-5 ? "PASS" : "FAIL");
     return err < 1e-5 ? 0 : 1;
 }
