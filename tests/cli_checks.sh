@@ -109,6 +109,8 @@ rm dir/expected.npy out.npy
 
 # ------------------------------------------------------------ --heads
 expect_failure no-heads '--heads H is required' -- dir
+expect_failure not-a-folder 'expected\.npy: cannot read the folder: Not a directory' -- \
+    $flags expected.npy
 
 # ------------------------------------------------------------ output path
 expect_failure out-is-input '--out dir/query\.npy: is the input dir/query\.npy' -- \

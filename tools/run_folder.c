@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,7 +131,7 @@ int run_check_folder(const char *dir, const char *out, const char *expect)
     struct dirent **names;
     int n = scandir(dir, &names, NULL, alphasort);
     if (n < 0) {
-        fprintf(stderr, "mha run: %s: not a readable directory\n", dir);
+        fprintf(stderr, "mha run: %s: cannot read the folder: %s\n", dir, strerror(errno));
         return -1;
     }
     int bad = 0;

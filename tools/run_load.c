@@ -73,13 +73,10 @@ static int check_dims(const run_files *fs, int id, int ndim, const int64_t *want
 
 /* -------------------------------------------------------------- loading */
 
+/* The folder itself was checked by run_check_folder. */
 int run_load_files(run_files *fs)
 {
     struct stat st;
-    if (stat(fs->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "mha run: %s: not a directory\n", fs->dir);
-        return -1;
-    }
     for (int id = 0; id < F_COUNT; id++) {
         char path[PATH_MAX], err[PATH_MAX + 256];
         run_join(path, sizeof path, fs->dir, run_file_names[id]);
