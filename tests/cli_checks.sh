@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Scripted checks of `mha run` on copies of the golden folders:
-#   cli_checks.sh MHA_BINARY GOLDEN_DIR SCRATCH_DIR
+#   cli_checks.sh MHA_BINARY GOLDEN_DIR SCRATCH_DIR VERSION
 # Each failure case must exit non-zero, write nothing (no out.npy, no temporary
 # file, every file in the folder unchanged) and name its cause on stderr; the
 # positive cases check the NaN-row comparison, int64 key lengths, the causal
-# alignments and --iters.
+# alignments, --iters and --version (VERSION: the project's, from meson).
 set -u
-MHA=$(realpath "$1") GOLDEN=$(realpath "$2") SCRATCH=$3
-[ -x "$MHA" ] && [ -d "$GOLDEN" ] || { echo "usage: $0 MHA_BINARY GOLDEN_DIR SCRATCH_DIR"; exit 1; }
+MHA=$(realpath "$1") GOLDEN=$(realpath "$2") SCRATCH=$3 VERSION=${4:-}
+[ -x "$MHA" ] && [ -d "$GOLDEN" ] && [ -n "$VERSION" ] ||
+    { echo "usage: $0 MHA_BINARY GOLDEN_DIR SCRATCH_DIR VERSION"; exit 1; }
 rm -rf "$SCRATCH" && mkdir -p "$SCRATCH" || exit 1
 cd "$SCRATCH" || exit 1
 umask 022
@@ -151,6 +152,8 @@ expect_success rerun-with-old-out 'PASS' -- $flags --expect expected.npy dir
 
 expect_success iters 'median [0-9.]+ ms, min [0-9.]+, max [0-9.]+ over 3 calls' -- \
     $flags --iters 3 dir
+expect_failure too-many-threads "--threads: '100000' is not an integer in \\[0, 256\\]" -- \
+    $flags --threads 100000 dir
 expect_failure iters-zero "--iters: '0' is not an integer" -- $flags --iters 0 dir
 
 # int64 key lengths (numpy's default integer), and a value out of range.
@@ -203,6 +206,10 @@ cmp -s tl.npy off0.npy || fail "--causal-top-left differs from --causal-offset 0
 cmp -s br.npy off5.npy || fail "--causal differs from --causal-offset Lk-Lq"
 cmp -s tl.npy br.npy && fail "--causal-top-left equals --causal with Lq != Lk"
 expect_failure two-causal-flags 'at most one of --causal' -- --heads 2 --causal --causal-top-left dir
+
+case=version; checks=$((checks + 1))
+got=$("$MHA" --version) || fail "exit status $?"
+[ "$got" = "mha $VERSION" ] || fail "'$got', not 'mha $VERSION'"
 
 echo "$checks checks, $failures failures"
 [ $failures -eq 0 ]

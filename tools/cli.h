@@ -37,7 +37,7 @@ double cli_now_ms(void);
 /* Sorts the n > 0 times in t (so t[0] is the least, t[n-1] the most) and returns
  * their median. */
 double cli_median(double *t, int n);
-/* The threads a call given num_threads uses (0 = OpenMP's default). */
+/* The threads a call given num_threads may use (0 = the library's default). */
 int cli_threads(int num_threads);
 /* max |got - want| / max |want| (the plain max |diff| when want is all zeros);
  * NaN when either holds a NaN (where both do, too). */

@@ -152,7 +152,8 @@ int cli_demo(int argc, char **argv)
         if (!dst)
             return cli_bad_arg("demo", f);
         if (!(v = cli_flag_value("demo", argc, argv, &i)) ||
-            cli_parse_int("demo", f, v, dst == &iters ? 1 : 0, INT_MAX, dst))
+            cli_parse_int("demo", f, v, dst == &iters ? 1 : 0,
+                          dst == &iters ? INT_MAX : MHA_MAX_THREADS, dst))
             return CLI_USAGE;
     }
     demo_data d = {0};

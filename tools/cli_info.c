@@ -15,7 +15,7 @@ int cli_info(int argc, char **argv)
     }
     mha_runtime_info info;
     mha_get_runtime_info(&info);
-    printf("version: %s\n", MHA_VERSION);
+    printf("version: %s\n", mha_version());
     printf("cpu: %s\n", info.cpu_name);
     printf("features: %s\n", info.features);
     printf("best isa: %s\n", mha_isa_name(info.best_isa));

@@ -111,7 +111,7 @@ static int set_value(const char *f, const char *v, value_kind kind, void *dst)
     case V_HEADS:
         return cli_parse_int("run", f, v, 1, INT_MAX, dst);
     case V_THREADS:
-        return cli_parse_int("run", f, v, 0, INT_MAX, dst);
+        return cli_parse_int("run", f, v, 0, MHA_MAX_THREADS, dst);
     case V_ITERS:
         return cli_parse_int("run", f, v, 1, 1000000, dst);
     case V_OFFSET:

@@ -3,12 +3,15 @@
 
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
+#include "internal.h" /* mha_threads: how the library resolves num_threads */
+
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 void cli_usage(FILE *f)
 {
@@ -39,7 +42,8 @@ void cli_usage(FILE *f)
           "                             scaled_dot_product_attention(is_causal=True)\n"
           "        --causal-offset N    row i sees keys j <= i + N (N may be negative)\n"
           "        --scale S            softmax scale (default 0 = 1/sqrt(head dim))\n"
-          "        --threads N          OpenMP threads (default 0 = OpenMP's default)\n"
+          "        --threads N          OpenMP threads, 0.." STRINGIFY(MHA_MAX_THREADS) " (default 0 =\n"
+          "                             the library's default)\n"
           "        --iters N            timed calls after one warm-up call (default 1);\n"
           "                             prints their median, min and max\n"
           "        --out FILE           where to write the output (default DIR/out.npy);\n"
@@ -58,6 +62,9 @@ void cli_usage(FILE *f)
           "      A ViT-Base self-attention forward (B=1 L=197 E=768 H=12) on random data,\n"
           "      checked against the float64 reference, then timed over N runs\n"
           "      (default 50): median time and GFLOP/s.\n"
+          "  mha --version\n"
+          "      The library's version (mha_version()); exit 1 when it differs from the\n"
+          "      mha.h this tool was built with.\n"
           "  mha --help\n"
           "      This text.\n",
           f);
@@ -128,7 +135,7 @@ double cli_now_ms(void)
 
 int cli_threads(int num_threads)
 {
-    return num_threads > 0 ? num_threads : omp_get_max_threads();
+    return mha_threads(num_threads);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -167,6 +174,17 @@ double cli_rel_err(const float *got, const float *want, size_t n)
     return cli_err_rel(&e);
 }
 
+/* The library's version, and whether it is the one mha.h promised at build time. */
+static int print_version(void)
+{
+    printf("mha %s\n", mha_version());
+    if (mha_version_number() == MHA_VERSION_NUMBER)
+        return CLI_OK;
+    fprintf(stderr, "mha: built against mha.h %d.%d.%d, running with library %s\n",
+            MHA_VERSION_MAJOR, MHA_VERSION_MINOR, MHA_VERSION_PATCH, mha_version());
+    return CLI_FAIL;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -178,6 +196,8 @@ int main(int argc, char **argv)
         cli_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
+    if (strcmp(argv[1], "--version") == 0)
+        return argc == 2 ? print_version() : cli_bad_arg("--version", argv[2]);
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (strcmp(argv[1], cmds[i].name) == 0)
             return cmds[i].fn(argc - 1, argv + 1);
