@@ -23,44 +23,39 @@ const mha_kernels *table_or_skip(benchmark::State &st, mha_isa isa)
     return k;
 }
 
-void BM_exp(benchmark::State &st, mha_isa isa)
-{
-    const mha_kernels *k = table_or_skip(st, isa);
-    if (!k)
-        return;
-    size_t n = (size_t)st.range(0);
-    Buf x(n, 1, 8.0f), y(n);
-    const LoopTimer timer(1);
-    for (auto _ : st) {
-        k->f32_exp(x.data(), y.data(), n);
-        benchmark::DoNotOptimize(y.data());
-        benchmark::ClobberMemory();
-    }
-    st.SetLabel(label("kernel", k->name, 1));
-    set_counters(st, timer, (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
-}
+using MapKernel = void (*mha_kernels::*)(const float *, float *, size_t);
 
-// tanh over n floats in [-4, 4) (both branches of the algorithm, mixed as in
-// additive attention's features). tanh_per_s: elements per wall second, the rate
-// the fused additive attention is compared with.
-void BM_tanh(benchmark::State &st, mha_isa isa)
+// An element-wise kernel over n floats in [-scale, scale) (one op per element);
+// returns the elements per wall second.
+double run_map(benchmark::State &st, mha_isa isa, MapKernel fn, float scale)
 {
     const mha_kernels *k = table_or_skip(st, isa);
     if (!k)
-        return;
+        return 0.0;
     size_t n = (size_t)st.range(0);
-    Buf x(n, 9, 4.0f), y(n);
+    Buf x(n, 1, scale), y(n);
     const LoopTimer timer(1);
     for (auto _ : st) {
-        k->f32_tanh(x.data(), y.data(), n);
+        (k->*fn)(x.data(), y.data(), n);
         benchmark::DoNotOptimize(y.data());
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("kernel", k->name, 1));
     set_counters(st, timer, (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
     const double sec = timer.seconds();
-    if (sec > 0)
-        st.counters["tanh_per_s"] = (double)n * (double)st.iterations() / sec;
+    return sec > 0 ? (double)n * (double)st.iterations() / sec : 0.0;
+}
+
+void BM_exp(benchmark::State &st, mha_isa isa) { run_map(st, isa, &mha_kernels::f32_exp, 8.0f); }
+
+// tanh over [-4, 4): both branches of the algorithm, mixed as in additive
+// attention's features. tanh_per_s: elements per wall second, the rate the fused
+// additive attention is compared with.
+void BM_tanh(benchmark::State &st, mha_isa isa)
+{
+    const double rate = run_map(st, isa, &mha_kernels::f32_tanh, 4.0f);
+    if (rate > 0)
+        st.counters["tanh_per_s"] = rate;
 }
 
 // One softmax row as the attention driver does it: max, exp(x - max) with sum, scale.

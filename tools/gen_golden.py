@@ -274,6 +274,27 @@ CASES = [
 ]
 
 
+def write_case(outdir, name, files, flags, dev):
+    """Writes OUTDIR/<name>/ (replacing it): <key>.npy per entry of files and
+    flags.txt; prints a summary line; returns the bytes of .npy written."""
+    d = os.path.join(outdir, name)
+    if os.path.isdir(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    parts = []
+    total = 0
+    for key in sorted(files):
+        arr = np.ascontiguousarray(files[key])
+        np.save(os.path.join(d, key + '.npy'), arr, allow_pickle=False)
+        total += os.path.getsize(os.path.join(d, key + '.npy'))
+        parts.append('%s%s:%s' % (key, list(arr.shape), arr.dtype))
+    with open(os.path.join(d, 'flags.txt'), 'w') as f:
+        f.write(flags + '\n')
+    print('%-30s flags "%s"  |f32-f64|/max %.2e' % (name, flags, dev))
+    print('    ' + ' '.join(parts))
+    return total
+
+
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, 'tests', 'golden')
     os.makedirs(outdir, exist_ok=True)
@@ -282,21 +303,8 @@ def main():
     for spec in CASES:
         spec = dict(spec)
         name, files, flags, dev = case(**spec)
-        d = os.path.join(outdir, name)
-        if os.path.isdir(d):
-            shutil.rmtree(d)
-        os.makedirs(d)
-        parts = []
-        for key in sorted(files):
-            arr = np.ascontiguousarray(files[key])
-            np.save(os.path.join(d, key + '.npy'), arr, allow_pickle=False)
-            total += os.path.getsize(os.path.join(d, key + '.npy'))
-            parts.append('%s%s:%s' % (key, list(arr.shape), arr.dtype))
-        with open(os.path.join(d, 'flags.txt'), 'w') as f:
-            f.write(flags + '\n')
+        total += write_case(outdir, name, files, flags, dev)
         worst = max(worst, dev)
-        print('%-24s flags "%s"  |f32-f64|/max %.2e' % (name, flags, dev))
-        print('    ' + ' '.join(parts))
     print('wrote %d cases to %s (%d bytes of .npy); worst float32 vs float64 PyTorch: %.2e'
           % (len(CASES), outdir, total, worst))
 

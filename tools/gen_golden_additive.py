@@ -21,14 +21,14 @@ rows that see no key: d2l would give them uniform weights (-1e6 fill), PyTorch N
 (-inf masks); its expected values are the library's documented zeros instead.
 """
 import os
-import shutil
 import sys
 
 import numpy as np
 import torch
 from torch import nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_golden import ROOT, write_case  # noqa: E402 (the folder writer of tools/gen_golden.py)
 
 
 class ConcatAttention(nn.Module):
@@ -197,21 +197,8 @@ def main():
     worst, total = 0.0, 0
     for name, make, spec in CASES:
         files, flags, dev = make(**spec)
-        d = os.path.join(outdir, name)
-        if os.path.isdir(d):
-            shutil.rmtree(d)
-        os.makedirs(d)
-        parts = []
-        for key in sorted(files):
-            arr = np.ascontiguousarray(files[key])
-            np.save(os.path.join(d, key + '.npy'), arr, allow_pickle=False)
-            total += os.path.getsize(os.path.join(d, key + '.npy'))
-            parts.append('%s%s:%s' % (key, list(arr.shape), arr.dtype))
-        with open(os.path.join(d, 'flags.txt'), 'w') as f:
-            f.write(flags + '\n')
+        total += write_case(outdir, name, files, flags, dev)
         worst = max(worst, dev)
-        print('%-30s flags "%s"  |f32-f64|/max %.2e' % (name, flags, dev))
-        print('    ' + ' '.join(parts))
     print('wrote %d cases to %s (%d bytes of .npy); worst float32 vs float64 PyTorch: %.2e'
           % (len(CASES), outdir, total, worst))
 

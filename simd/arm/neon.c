@@ -60,13 +60,20 @@ static inline void store_tail(float *y, size_t n, float32x4_t v)
     memcpy(y, t, n * sizeof(float));
 }
 
-static void mha_f32_exp__neon(const float *x, float *y, size_t n)
+/* y[i] = f(x[i]) 4 lanes at a time, the tail through the stack buffer (zeros in
+ * the unused lanes). Called with a constant f, which the compiler inlines. */
+static inline void map4(const float *x, float *y, size_t n, float32x4_t (*f)(float32x4_t))
 {
     size_t i = 0;
     for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, exp4(vld1q_f32(x + i)));
+        vst1q_f32(y + i, f(vld1q_f32(x + i)));
     if (i < n)
-        store_tail(y + i, n - i, exp4(load_tail(x + i, n - i, 0.0f)));
+        store_tail(y + i, n - i, f(load_tail(x + i, n - i, 0.0f)));
+}
+
+static void mha_f32_exp__neon(const float *x, float *y, size_t n)
+{
+    map4(x, y, n, exp4);
 }
 
 /* tanh of 4 lanes, the algorithm of common.h (both branches, blended). */
@@ -97,11 +104,7 @@ static inline float32x4_t tanh4(float32x4_t x)
 
 static void mha_f32_tanh__neon(const float *x, float *y, size_t n)
 {
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        vst1q_f32(y + i, tanh4(vld1q_f32(x + i)));
-    if (i < n)
-        store_tail(y + i, n - i, tanh4(load_tail(x + i, n - i, 0.0f)));
+    map4(x, y, n, tanh4);
 }
 
 /* FMAX and FMAXV return NaN when any operand is NaN: NaN propagates by itself. */

@@ -67,15 +67,22 @@ static inline float hmax8(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
-static void mha_f32_exp__avx2(const float *x, float *y, size_t n)
+/* y[i] = f(x[i]) 8 lanes at a time, the tail masked (zeros in the unused lanes).
+ * Called with a constant f, which the compiler inlines. */
+static inline void map8(const float *x, float *y, size_t n, __m256 (*f)(__m256))
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+        _mm256_storeu_ps(y + i, f(_mm256_loadu_ps(x + i)));
     if (i < n) {
         __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, exp8(_mm256_maskload_ps(x + i, m)));
+        _mm256_maskstore_ps(y + i, m, f(_mm256_maskload_ps(x + i, m)));
     }
+}
+
+static void mha_f32_exp__avx2(const float *x, float *y, size_t n)
+{
+    map8(x, y, n, exp8);
 }
 
 /* tanh of 8 lanes, the algorithm of common.h (both branches, blended). */
@@ -107,13 +114,7 @@ static inline __m256 tanh8(__m256 x)
 
 static void mha_f32_tanh__avx2(const float *x, float *y, size_t n)
 {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, tanh8(_mm256_loadu_ps(x + i)));
-    if (i < n) {
-        __m256i m = tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, m, tanh8(_mm256_maskload_ps(x + i, m)));
-    }
+    map8(x, y, n, tanh8);
 }
 
 static float mha_f32_rowmax__avx2(const float *x, size_t n)

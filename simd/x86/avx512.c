@@ -48,15 +48,22 @@ static inline __m512 exp16(__m512 x)
     return _mm512_scalef_ps(p, n);
 }
 
-static void mha_f32_exp__avx512(const float *x, float *y, size_t n)
+/* y[i] = f(x[i]) 16 lanes at a time, the tail masked (zeros in the unused lanes).
+ * Called with a constant f, which the compiler inlines. */
+static inline void map16(const float *x, float *y, size_t n, __m512 (*f)(__m512))
 {
     size_t i = 0;
     for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
+        _mm512_storeu_ps(y + i, f(_mm512_loadu_ps(x + i)));
     if (i < n) {
         __mmask16 m = tail_mask(n - i);
-        _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+        _mm512_mask_storeu_ps(y + i, m, f(_mm512_maskz_loadu_ps(m, x + i)));
     }
+}
+
+static void mha_f32_exp__avx512(const float *x, float *y, size_t n)
+{
+    map16(x, y, n, exp16);
 }
 
 /* tanh of 16 lanes, the algorithm of common.h (both branches, blended by mask). */
@@ -88,13 +95,7 @@ static inline __m512 tanh16(__m512 x)
 
 static void mha_f32_tanh__avx512(const float *x, float *y, size_t n)
 {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(y + i, tanh16(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        __mmask16 m = tail_mask(n - i);
-        _mm512_mask_storeu_ps(y + i, m, tanh16(_mm512_maskz_loadu_ps(m, x + i)));
-    }
+    map16(x, y, n, tanh16);
 }
 
 static float mha_f32_rowmax__avx512(const float *x, size_t n)
