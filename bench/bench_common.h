@@ -23,6 +23,7 @@ const std::vector<mha_isa> &arch_isas(); // kernel tables that exist on this arc
 // ---------------------------------------------------------- machine limits
 double peak_gflops(mha_isa isa, int threads); // 0 if not measured
 double read_gbps(int threads);                // nearest measured thread count
+size_t last_level_cache_bytes();              // from the cache sizes Google Benchmark reads (sysfs)
 mha_isa best_measured_isa();
 
 // ---------------------------------------------------------------- counters
@@ -84,12 +85,15 @@ double forward_bytes(int64_t b, int64_t l, int64_t e);
 // for a stable figure without blowing the run's budget on long shapes.
 void apply_timing(benchmark::internal::Benchmark *b, double flops_per_iter);
 
-// Shapes. attention: {B, H, Lq, Lk, d, causal}; forward: {B, L, E, H, causal}.
+// Shapes. attention: {B, H, Lq, Lk, d, causal}; decode: {B, H, G, Lq, Lk, d};
+// forward: {B, L, E, H, causal}.
 using AttnShape = std::vector<int64_t>;
+using DecodeShape = std::vector<int64_t>;
 using FwdShape = std::vector<int64_t>;
 struct Plan {
     std::vector<AttnShape> attention;
     std::vector<AttnShape> attention_reference; // small shapes only (float64 oracle)
+    std::vector<DecodeShape> decode;
     std::vector<FwdShape> forward;
     std::vector<FwdShape> forward_reference;
     std::vector<std::vector<int64_t>> proj; // {M, N, K} whole GEMMs

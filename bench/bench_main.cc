@@ -123,6 +123,8 @@ void add_context()
                                                       "; " + info.choice);
     benchmark::AddCustomContext("mha_cpu", std::string(info.cpu_name) + " [" + info.features + "]");
     // Cache sizes: Google Benchmark prints them ("CPU Caches", JSON "caches").
+    benchmark::AddCustomContext("mha_llc_bytes", std::to_string(last_level_cache_bytes()) +
+                                                     " (sizes the DRAM-bound decode row: K/V = 2x this)");
     std::string ts;
     for (int t : g_threads)
         ts += (ts.empty() ? "" : ",") + std::to_string(t);
@@ -155,12 +157,11 @@ Plan full_plan()
     for (int64_t l = 64; l <= 4096; l *= 2)
         p.attention.push_back({1, 16, l, l, 64, 0});
     p.attention.push_back({1, 16, 2048, 2048, 64, 1});
-    p.attention.push_back({1, 16, 1, 1024, 64, 0});
-    p.attention.push_back({1, 16, 1, 4096, 64, 0});
     // Head-dim sweep at L=1024 (d=64 is in the sequence sweep), and d=128 at 2048.
     for (int64_t d : {32, 80, 96, 128})
         p.attention.push_back({1, 16, 1024, 1024, d, 0});
     p.attention.push_back({1, 16, 2048, 2048, 128, 0});
+    p.attention.push_back({1, 16, 2048, 2048, 128, 1});
     // The canonical forward shapes' attention cores (d = E/H = 64 in all).
     p.attention.push_back({1, 12, 197, 197, 64, 0}); // ViT-B
     p.attention.push_back({1, 12, 512, 512, 64, 0}); // BERT-base
@@ -168,8 +169,16 @@ Plan full_plan()
     p.attention.push_back({1, 4, 32, 32, 64, 0});    // small latency
     // long (1x2048, 16 heads, with/without causal) is in the sequence sweep.
 
-    p.attention_reference = {{1, 16, 64, 64, 64, 0}, {1, 16, 128, 128, 64, 0}, {1, 4, 32, 32, 64, 0},
-                             {1, 16, 1, 1024, 64, 0}};
+    p.attention_reference = {{1, 16, 64, 64, 64, 0}, {1, 16, 128, 128, 64, 0}, {1, 4, 32, 32, 64, 0}};
+
+    // Decoding {B, H, G, Lq, Lk, d}: one query row per head against a cache, MHA
+    // and GQA (H32 G8), K/V in cache, batched, and K/V twice the last-level cache
+    // (DRAM-bound: compare read_pct with the read bandwidth).
+    const int64_t kv_row_bytes = 2 * 8 * 128 * (int64_t)sizeof(float); // K + V of one key, G8 d128
+    int64_t big = (int64_t)(2 * last_level_cache_bytes()) / kv_row_bytes;
+    big = (big + 4095) / 4096 * 4096;
+    p.decode = {{1, 16, 16, 1, 1024, 64}, {1, 16, 16, 1, 4096, 64}, {1, 32, 8, 1, 8192, 128},
+                {8, 32, 8, 1, 2048, 128}, {1, 32, 8, 1, big, 128}};
 
     p.forward = {{1, 197, 768, 12, 0}, {1, 512, 768, 12, 0},  {8, 128, 512, 8, 0},
                  {1, 2048, 1024, 16, 0}, {1, 2048, 1024, 16, 1}, {1, 32, 256, 4, 0}};
@@ -183,6 +192,7 @@ Plan smoke_plan()
     Plan p;
     p.attention = {{1, 2, 16, 16, 16, 0}, {1, 2, 16, 16, 16, 1}, {1, 2, 1, 32, 16, 0}};
     p.attention_reference = p.attention;
+    p.decode = {{1, 4, 2, 1, 64, 16}, {2, 4, 1, 2, 40, 8}};
     p.forward = {{1, 16, 32, 4, 0}, {2, 8, 32, 2, 1}};
     p.forward_reference = p.forward;
     p.proj = {{16, 40, 24}};
@@ -220,6 +230,18 @@ double read_gbps(int threads)
         return 0.0;
     auto it = g_read.lower_bound(threads);
     return it == g_read.end() ? g_read.rbegin()->second : it->second;
+}
+
+size_t last_level_cache_bytes()
+{
+    size_t best = 0;
+    int level = 0;
+    for (const auto &c : benchmark::CPUInfo::Get().caches)
+        if (c.type != "Instruction" && c.level >= level && c.size > 0) {
+            level = c.level;
+            best = (size_t)c.size;
+        }
+    return best ? best : (size_t)32 << 20; // unknown: assume 32 MiB
 }
 
 double process_cpu_seconds()

@@ -13,70 +13,113 @@ namespace {
 
 const char *active_name() { return mha_isa_name(mha_active_isa()); }
 
-// q/k/v/out as contiguous [B, H, L, d].
+// The two memory layouts of q/k/v/out: head-major [B, H, L, d] (contiguous per
+// head) and token-major [B, L, H, d] (as a projection leaves them, and as a
+// [B, L_max, G, d] cache keeps K and V: key rows G*d floats apart, 4 KiB for
+// G*d = 1024).
+enum Layout { BHLD = 0, BLHD = 1 };
+const char *layout_name(int layout) { return layout == BLHD ? "blhd" : "bhld"; }
+
+void set_strides(int64_t st[3], int layout, int64_t heads, int64_t len, int64_t d)
+{
+    st[0] = heads * len * d;
+    st[1] = layout == BLHD ? d : len * d;
+    st[2] = layout == BLHD ? heads * d : d;
+}
+
+// q/out [B, H, Lq, d], k/v [B, G, Lk, d] in either layout.
 struct AttnData {
     Buf q, k, v, out;
     mha_attention_args args;
-    AttnData(int64_t b, int64_t h, int64_t lq, int64_t lk, int64_t d, bool causal, int threads)
-        : q((size_t)(b * h * lq * d), 11), k((size_t)(b * h * lk * d), 12), v((size_t)(b * h * lk * d), 13),
+    AttnData(int64_t b, int64_t h, int64_t g, int64_t lq, int64_t lk, int64_t d, bool causal, int threads,
+             int layout)
+        : q((size_t)(b * h * lq * d), 11), k((size_t)(b * g * lk * d), 12), v((size_t)(b * g * lk * d), 13),
           out((size_t)(b * h * lq * d))
     {
         std::memset(&args, 0, sizeof args);
         args.batch = b;
         args.num_heads = h;
-        args.num_kv_heads = h;
+        args.num_kv_heads = g;
         args.len_q = lq;
         args.len_k = lk;
         args.head_dim_qk = d;
         args.head_dim_v = d;
-        const int64_t qs[3] = {h * lq * d, lq * d, d}, ks[3] = {h * lk * d, lk * d, d};
         args.q = q.data();
         args.k = k.data();
         args.v = v.data();
         args.out = out.data();
-        std::memcpy(args.q_stride, qs, sizeof qs);
-        std::memcpy(args.out_stride, qs, sizeof qs);
-        std::memcpy(args.k_stride, ks, sizeof ks);
-        std::memcpy(args.v_stride, ks, sizeof ks);
+        set_strides(args.q_stride, layout, h, lq, d);
+        set_strides(args.out_stride, layout, h, lq, d);
+        set_strides(args.k_stride, layout, g, lk, d);
+        set_strides(args.v_stride, layout, g, lk, d);
         args.scale = 0.0f;
         args.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
         args.num_threads = threads;
     }
 };
 
-void BM_attention(benchmark::State &st)
+// Runs mha_attention on `a` in the timed loop; false (row skipped) on error.
+bool run_attention(benchmark::State &st, AttnData &a, int threads, LoopTimer *timer)
 {
-    int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
-    bool causal = st.range(5) != 0;
-    int threads = (int)st.range(6);
-    AttnData a(b, h, lq, lk, d, causal, threads);
     size_t ws = 0;
     mha_status s = mha_attention_workspace_size(&a.args, &ws);
     if (s != MHA_OK) {
         st.SkipWithError(mha_status_message(s));
-        return;
+        return false;
     }
     Buf w(ws / sizeof(float) + 1);
     s = mha_attention(&a.args, w.data(), ws);
     if (s != MHA_OK) {
         st.SkipWithError(mha_status_message(s));
-        return;
+        return false;
     }
-    const LoopTimer timer(threads);
+    *timer = LoopTimer(threads);
     for (auto _ : st) {
         mha_attention(&a.args, w.data(), ws);
         benchmark::ClobberMemory();
     }
+    return true;
+}
+
+void BM_attention(benchmark::State &st, int layout)
+{
+    int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
+    bool causal = st.range(5) != 0;
+    int threads = (int)st.range(6);
+    AttnData a(b, h, h, lq, lk, d, causal, threads, layout);
+    LoopTimer timer(threads);
+    if (!run_attention(st, a, threads, &timer))
+        return;
     st.SetLabel(label("mha", active_name(), threads));
     set_counters(st, timer, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
                  peak_gflops(mha_active_isa(), threads));
+}
+
+// Decoding: a few query rows against a long K/V cache of G kv heads. Memory-bound
+// once K/V leave the cache: GBps counts K and V once (the bytes any decoder must
+// read; Q and O are negligible), read_pct is that against the measured read
+// bandwidth of the same thread count.
+void BM_decode(benchmark::State &st, int layout)
+{
+    int64_t b = st.range(0), h = st.range(1), g = st.range(2), lq = st.range(3), lk = st.range(4),
+            d = st.range(5);
+    int threads = (int)st.range(6);
+    AttnData a(b, h, g, lq, lk, d, false, threads, layout);
+    LoopTimer timer(threads);
+    if (!run_attention(st, a, threads, &timer))
+        return;
+    st.SetLabel(label("mha", active_name(), threads));
+    const double kv_bytes = 2.0 * 4.0 * (double)(b * g * lk * d);
+    set_counters(st, timer, attention_flops(b, h, lq, lk, d, false), kv_bytes, peak_gflops(mha_active_isa(), threads));
+    if (st.counters.count("GBps") && read_gbps(threads) > 0)
+        st.counters["read_pct"] = 100.0 * st.counters["GBps"] / read_gbps(threads);
 }
 
 void BM_attention_reference(benchmark::State &st)
 {
     int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
     bool causal = st.range(5) != 0;
-    AttnData a(b, h, lq, lk, d, causal, 1);
+    AttnData a(b, h, h, lq, lk, d, causal, 1, BHLD);
     const LoopTimer timer(1);
     for (auto _ : st) {
         mha_status s = mha_reference_attention(&a.args);
@@ -187,9 +230,12 @@ void register_mha(const Plan &plan)
         for (int t : thread_counts()) {
             std::vector<int64_t> args = s;
             args.push_back(t);
-            auto *b = benchmark::RegisterBenchmark("attention", BM_attention);
-            b->ArgNames({"B", "H", "Lq", "Lk", "d", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
-            apply_timing(b, flops);
+            for (int layout : {BHLD, BLHD}) {
+                auto *b = benchmark::RegisterBenchmark(
+                    (std::string("attention/layout:") + layout_name(layout)).c_str(), BM_attention, layout);
+                b->ArgNames({"B", "H", "Lq", "Lk", "d", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+                apply_timing(b, flops);
+            }
 #if defined(MHAB_HAVE_OPENBLAS)
             register_openblas_attention(s, t);
 #endif
@@ -201,6 +247,18 @@ void register_mha(const Plan &plan)
             b->ArgNames({"B", "H", "Lq", "Lk", "d", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
             apply_timing(b, flops);
         }
+    }
+    for (const DecodeShape &s : plan.decode) {
+        double flops = attention_flops(s[0], s[1], s[3], s[4], s[5], false);
+        for (int t : thread_counts())
+            for (int layout : {BHLD, BLHD}) {
+                std::vector<int64_t> args = s;
+                args.push_back(t);
+                auto *b = benchmark::RegisterBenchmark(
+                    (std::string("decode/layout:") + layout_name(layout)).c_str(), BM_decode, layout);
+                b->ArgNames({"B", "H", "G", "Lq", "Lk", "d", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+                apply_timing(b, flops);
+            }
     }
     for (const FwdShape &s : plan.forward) {
         double flops = forward_flops(s[0], s[1], s[2], s[3], s[4] != 0);
