@@ -13,7 +13,9 @@
  * concatenated heads are multiplied by W_o while still in cache and the caller's
  * output rows are written once.
  * Decoding (Lq <= DECODE_ROWS) takes attend_direct instead: no packing, K and V
- * read in place in key chunks merged by log-sum-exp.
+ * read in place in key chunks merged by log-sum-exp, block by block (a block is
+ * copied when its rows are strided and several query rows share it, and
+ * prefetched ahead).
  *
  * Every row's arithmetic is fixed by the shape alone (block sizes do not depend
  * on the thread count), so results do not depend on the thread count.
@@ -35,6 +37,13 @@
 #define DECODE_CHUNK 1024
 /* At most this many query rows share a (batch, kv head) task: Lq * H / G. */
 #define DECODE_GROUP_ROWS 256
+/* Decoding walks a chunk in blocks of keys: DECODE_BLOCK keys when several query
+ * rows share the block (so that its K and V stay in L1 while they all read it;
+ * prefetched DECODE_AHEAD blocks ahead), DECODE_BLOCK_ALONE for a single row
+ * (fewer online-softmax steps). */
+#define DECODE_BLOCK 32
+#define DECODE_BLOCK_ALONE 512
+#define DECODE_AHEAD 2
 
 typedef struct tiles {
     int64_t bq, bk;             /* query rows and keys per block */
@@ -104,8 +113,13 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.direct_floats = (size_t)(s->batch * s->heads * t.chunks * dec_rows) * t.state_floats;
     t.direct_cat_floats = fused ? floats_aligned(s->batch * dec_rows * s->heads * s->dv) : 0;
     /* Per thread, decoding scales the group's query rows (at most per_group * 4 of
-     * them) and one score row; thread_floats covers both modes. */
-    size_t dec_thread = floats_aligned(s->heads / s->kv_heads * dec_rows * s->dk) + floats_aligned(t.bk);
+     * them) and keeps a block of scores per row and a copy of a K and a V block;
+     * thread_floats covers both modes (the score term is monotone in the shape). */
+    const int64_t dec_group = s->heads / s->kv_heads * dec_rows;
+    const int64_t dec_scores = dec_group * DECODE_BLOCK > DECODE_BLOCK_ALONE ? dec_group * DECODE_BLOCK
+                                                                              : DECODE_BLOCK_ALONE;
+    size_t dec_thread = floats_aligned(dec_group * s->dk) + floats_aligned(dec_scores) +
+                        floats_aligned(DECODE_BLOCK * s->dk) + floats_aligned(DECODE_BLOCK * s->dv);
     if (dec_thread > t.thread_floats)
         t.thread_floats = dec_thread;
     t.units_per_round = KV_BUDGET / unit_bytes;
@@ -306,11 +320,47 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
 }
 
+/* Prefetches rows [0, m) of n floats at stride ld into L2: decoding reads K and
+ * V rows in place, and with token-major caches ([B, L, G, d], rows G*d floats
+ * apart, often 4 KiB) every row starts a new page, where the hardware
+ * prefetchers stop. */
+static void prefetch_rows(const float *rows, int64_t ld, int64_t m, int64_t n)
+{
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t i = 0; i < n; i += 16)
+            __builtin_prefetch(rows + r * ld + i, 0, 1); /* 1: into L2, not L1 */
+}
+
+/* Share `part` of `parts` of the m rows at `rows`, prefetched. */
+static void prefetch_share(const float *rows, int64_t ld, int64_t m, int64_t n, int64_t part,
+                           int64_t parts)
+{
+    int64_t lo = m * part / parts, hi = m * (part + 1) / parts;
+    prefetch_rows(rows + lo * ld, ld, hi - lo, n);
+}
+
+/* The m rows of n floats at src (stride ld) as every query row of a group will
+ * read them: in place when contiguous or read once, else copied to buf (stride
+ * n). Rows a multiple of 4 KiB apart all fall in the same few L1 sets, so a
+ * block read in place by several rows would come from L2 every time. */
+static const float *block_rows(const float *src, int64_t ld, int64_t m, int64_t n, bool shared,
+                               float *buf, int64_t *ld_out)
+{
+    *ld_out = ld;
+    if (!shared || ld == n)
+        return src;
+    for (int64_t r = 0; r < m; r++)
+        memcpy(buf + r * n, src + r * ld, (size_t)n * sizeof(float));
+    *ld_out = n;
+    return buf;
+}
+
 /* Decoding, one task: key chunk c of (b, g), for every query row of every head of
- * the group, reading K and V rows in place (packing them would cost as much as
- * the attention). Key blocks are the outer loop so that each block is read from
- * memory once for all the heads sharing it. Leaves row r's (m, l, O) state at
- * states + r * chunks * state_floats. */
+ * the group, reading K and V in place (packing them would cost as much as the
+ * attention). Key blocks are the outer loop, small enough to stay in L1 while
+ * every row of the group reads them: each K and V row comes from memory once for
+ * all the heads sharing it, prefetched DECODE_AHEAD blocks ahead. Leaves row r's
+ * (m, l, O) state at states + r * chunks * state_floats. */
 static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
                           float *scratch, int64_t b, int64_t g, int64_t c, float *states)
 {
@@ -319,31 +369,53 @@ static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, co
     const float *k = p->k + b * p->k_stride[0] + g * p->k_stride[1];
     const float *v = p->v + b * p->v_stride[0] + g * p->v_stride[1];
     const int64_t ldk = p->k_stride[2], ldv = p->v_stride[2];
-    float *S = scratch, *qs = S + floats_aligned(t->bk);
+    const int64_t bk = rows > 1 ? DECODE_BLOCK : DECODE_BLOCK_ALONE;
+    float *S = scratch, *qs = S + floats_aligned(rows * bk);
+    float *kbuf = qs + floats_aligned(rows * s->dk), *vbuf = kbuf + floats_aligned(DECODE_BLOCK * s->dk);
     const float *q[DECODE_GROUP_ROWS]; /* rows <= DECODE_GROUP_ROWS: see tiles_for */
-    int64_t kend[DECODE_GROUP_ROWS];
+    int64_t kend[DECODE_GROUP_ROWS], kmax = 0;
     for (int64_t r = 0; r < rows; r++) {
         int64_t h = g * per_group + r / lq, i = r % lq, ldq;
         q[r] = scaled_q(kern, p, qs + r * s->dk, b, h, i, 1, &ldq);
         kend[r] = key_end(p, b, i, 1);
+        kmax = kend[r] > kmax ? kend[r] : kmax;
         float *st = states + (size_t)(r * t->chunks) * t->state_floats;
         st[0] = -INFINITY;
         st[1] = 0.0f;
         memset(st + 2, 0, (size_t)s->dv * sizeof(float));
     }
-    const int64_t k0 = c * DECODE_CHUNK, k1 = k0 + DECODE_CHUNK < s->len_k ? k0 + DECODE_CHUNK : s->len_k;
-    for (int64_t kb = k0; kb < k1; kb += t->bk) {
-        const int64_t nk_block = k1 - kb < t->bk ? k1 - kb : t->bk;
+    const int64_t k0 = c * DECODE_CHUNK;
+    int64_t k1 = k0 + DECODE_CHUNK < s->len_k ? k0 + DECODE_CHUNK : s->len_k;
+    k1 = k1 < kmax ? k1 : kmax; /* keys past every row's end are never read */
+    for (int64_t kb = k0; kb < k1; kb += bk) {
+        const int64_t nb = k1 - kb < bk ? k1 - kb : bk;
+        /* With several rows, the passes over a block in L1 leave memory idle: the
+         * block DECODE_AHEAD blocks on is prefetched in one share per row and pass,
+         * spread between the kernel calls so that the loads overlap the arithmetic
+         * instead of stalling it in bursts. A single row streams K and V once, which
+         * the hardware prefetchers and the out-of-order window already cover
+         * (measured: prefetching made it slower). */
+        const int64_t kp = kb + DECODE_AHEAD * bk;
+        const int64_t np = rows > 1 && kp < k1 ? (k1 - kp < bk ? k1 - kp : bk) : 0;
+        int64_t ldkb, ldvb;
+        const float *kblk = block_rows(k + kb * ldk, ldk, nb, s->dk, rows > 1, kbuf, &ldkb);
         for (int64_t r = 0; r < rows; r++) {
-            int64_t nk = kend[r] - kb < nk_block ? kend[r] - kb : nk_block;
+            prefetch_share(k + kp * ldk, ldk, np, s->dk, r, rows);
+            int64_t nk = kend[r] - kb < nb ? kend[r] - kb : nb;
+            if (nk > 0)
+                kern->f32_dot_rows(q[r], kblk, (size_t)ldkb, (size_t)nk, (size_t)s->dk, S + r * bk);
+        }
+        const float *vblk = block_rows(v + kb * ldv, ldv, nb, s->dv, rows > 1, vbuf, &ldvb);
+        for (int64_t r = 0; r < rows; r++) {
+            prefetch_share(v + kp * ldv, ldv, np, s->dv, r, rows);
+            int64_t nk = kend[r] - kb < nb ? kend[r] - kb : nb;
             if (nk <= 0)
                 continue;
             int64_t h = g * per_group + r / lq, i = r % lq;
-            float *st = states + (size_t)(r * t->chunks) * t->state_floats;
-            kern->f32_dot_rows(q[r], k + kb * ldk, (size_t)ldk, (size_t)nk, (size_t)s->dk, S);
-            apply_masks(kern, p, b, h, i, kb, S, nk);
-            softmax_step(kern, S, nk, &st[0], &st[1], st + 2, s->dv);
-            kern->f32_axpy_rows(S, v + kb * ldv, (size_t)ldv, (size_t)nk, (size_t)s->dv, st + 2);
+            float *st = states + (size_t)(r * t->chunks) * t->state_floats, *srow = S + r * bk;
+            apply_masks(kern, p, b, h, i, kb, srow, nk);
+            softmax_step(kern, srow, nk, &st[0], &st[1], st + 2, s->dv);
+            kern->f32_axpy_rows(srow, vblk, (size_t)ldvb, (size_t)nk, (size_t)s->dv, st + 2);
         }
     }
 }
@@ -425,7 +497,7 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
                   p->out_proj->n);
 }
 
-/* Decoding: tasks over (batch, kv head, key chunk), then each row's chunks merged;
+/* Decoding: tasks over (batch, key chunk, kv head), then each row's chunks merged;
  * with the output projection, the few rows' heads are projected at the end. */
 static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
                        float *per_thread, float *states, float *cat, int threads)
@@ -440,7 +512,12 @@ static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const
         float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; task++) {
-            int64_t bg = task / t->chunks, c = task % t->chunks;
+            /* kv head fastest: the G tasks of a key chunk run close in time, so a
+             * token-major cache's key rows (all G heads side by side) are read from
+             * memory once while still in L3, and neighbouring lines the hardware
+             * fetched along are not wasted. */
+            const int64_t G = s->kv_heads;
+            int64_t bg = task / (t->chunks * G) * G + task % G, c = task / G % t->chunks;
             attend_direct(kern, p, t, mine, bg / s->kv_heads, bg % s->kv_heads, c,
                           states + (size_t)(bg * rows * t->chunks + c) * t->state_floats);
         }

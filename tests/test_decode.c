@@ -7,19 +7,26 @@
 #include "attn_check.h"
 
 /* Decoding (Lq <= 4) takes its own path: K and V read in place, key chunks of 1024
- * merged by log-sum-exp, the heads of a kv group together. Lk = 2500 makes three
- * chunks; the masks cut inside them; H = 128, G = 1 with Lq = 4 (512 rows per
- * group) falls back to the tiled path and must agree too. */
+ * merged by log-sum-exp, the heads of a kv group together, in blocks (copied when
+ * the rows are strided and shared by several query rows, larger for a single
+ * row). Lk = 2500 makes three chunks; the masks cut inside them and inside blocks;
+ * H = 128, G = 1 with Lq = 4 (512 rows per group) falls back to the tiled path and
+ * must agree too. K and V are head-major or token-major ([B, L, G, d]). */
 START_TEST(test_decode)
 {
     const int64_t lk = test_quick() ? 1500 : 2500;
-    const int64_t cases[][4] = {{8, 2, 1, 0}, {8, 2, 4, 0}, {4, 4, 3, 1}, {16, 1, 2, 1}, {128, 1, 4, 0}};
-    for (int c = 0; c < 5; c++) {
+    /* {H, G, Lq, explicit causal offset, K/V layout} */
+    const int64_t cases[][5] = {{8, 2, 1, 0, L_DENSE},  {8, 2, 4, 0, L_BLHD}, {4, 4, 3, 1, L_DENSE},
+                                {16, 1, 2, 1, L_BLHD},  {4, 4, 1, 0, L_BLHD}, {4, 4, 1, 1, L_DENSE},
+                                {128, 1, 4, 0, L_DENSE}};
+    for (int c = 0; c < 7; c++) {
         const int64_t H = cases[c][0], G = cases[c][1], Lq = cases[c][2], d = cases[c][0] == 128 ? 8 : 24;
+        const int kvl = (int)cases[c][4];
         prob p;
-        prob_init(&p, 1600 + (uint64_t)c, 2, H, G, Lq, lk, d, d + 8, L_DENSE, L_DENSE, L_DENSE);
+        prob_init(&p, 1600 + (uint64_t)c, 2, H, G, Lq, lk, d, d + 8, L_DENSE, kvl, L_DENSE);
         char what[96];
-        snprintf(what, sizeof what, "decode H=%lld G=%lld Lq=%lld", (long long)H, (long long)G, (long long)Lq);
+        snprintf(what, sizeof what, "decode H=%lld G=%lld Lq=%lld K/V %s", (long long)H, (long long)G,
+                 (long long)Lq, layout_name(kvl));
         float *o = check_attention(&p.a, TOL_BIG, what, NULL);
         free(o);
 
