@@ -187,12 +187,19 @@ static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t
     return end < 0 ? 0 : end;
 }
 
-/* Applies every mask to keys [j0, j0 + n) of row i of the (already scaled) score
- * block. */
-static void apply_masks(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
-                        int64_t i, int64_t j0, float *srow, int64_t n)
+/* Applies the masks to keys [j0, j0 + n) of row i of the (already scaled) score
+ * block and returns how many of them come before the causal cut: the caller
+ * gives the keys past it weight 0 directly. (Writing -inf there and taking its
+ * exp cost as much as the visible part on the diagonal blocks, and exp's
+ * underflow is slow on some CPUs.) */
+static int64_t apply_masks(const mha_kernels *kern, const mha_attn_problem *p, int64_t b, int64_t h,
+                           int64_t i, int64_t j0, float *srow, int64_t n)
 {
     const mha_mask *m = p->mask;
+    if (m->causal != MHA_CAUSAL_NONE) {
+        int64_t first_masked = i + causal_offset(p) + 1 - j0; /* local index of the first hidden key */
+        n = first_masked < 0 ? 0 : first_masked < n ? first_masked : n;
+    }
     if (m->float_mask.data) /* scale 1: the softmax scale is in Q already */
         kern->f32_scale_add(srow, 1.0f,
                             (const float *)m->float_mask.data + b * m->float_mask.stride_b +
@@ -203,11 +210,7 @@ static void apply_masks(const mha_kernels *kern, const mha_attn_problem *p, int6
                           (const uint8_t *)m->bool_mask.data + b * m->bool_mask.stride_b +
                               h * m->bool_mask.stride_h + i * m->bool_mask.stride_q + j0,
                           (size_t)n);
-    if (m->causal != MHA_CAUSAL_NONE) {
-        int64_t first_masked = i + causal_offset(p) + 1 - j0; /* local index of the first hidden key */
-        for (int64_t j = first_masked < 0 ? 0 : first_masked; j < n; j++)
-            srow[j] = -INFINITY;
-    }
+    return n;
 }
 
 static void pack_group(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
@@ -239,12 +242,16 @@ static const float *scaled_q(const mha_kernels *kern, const mha_attn_problem *p,
     return qs;
 }
 
-/* One online-softmax step of a row: srow (nk masked scores) becomes P, the running
- * max *m and sum *l are updated and the output row o (d_v) rescaled when the max
- * grows. */
-static void softmax_step(const mha_kernels *kern, float *srow, int64_t nk, float *m, float *l,
-                         float *o, int64_t dv)
+/* One online-softmax step of a row: srow (nk scores, the first vis of them masked
+ * and visible, the rest hidden) becomes P, the running max *m and sum *l are
+ * updated and the output row o (d_v) rescaled when the max grows. */
+static void softmax_step(const mha_kernels *kern, float *srow, int64_t vis, int64_t nk, float *m,
+                         float *l, float *o, int64_t dv)
 {
+    memset(srow + vis, 0, (size_t)(nk - vis) * sizeof(float));
+    if (vis == 0)
+        return;
+    nk = vis;
     float mnew = kern->f32_rowmax(srow, (size_t)nk);
     if (*m > mnew)
         mnew = *m;
@@ -303,8 +310,8 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
                                NULL, 0);
         }
         for (int64_t r = 0; r < mq; r++) {
-            apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
-            softmax_step(kern, S + r * t->bk, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
+            int64_t vis = apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
+            softmax_step(kern, S + r * t->bk, vis, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
         }
         /* O += P V over this key block. */
         for (int64_t c = 0; c < s->dv; c += nr) {
@@ -413,8 +420,8 @@ static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, co
                 continue;
             int64_t h = g * per_group + r / lq, i = r % lq;
             float *st = states + (size_t)(r * t->chunks) * t->state_floats, *srow = S + r * bk;
-            apply_masks(kern, p, b, h, i, kb, srow, nk);
-            softmax_step(kern, srow, nk, &st[0], &st[1], st + 2, s->dv);
+            int64_t vis = apply_masks(kern, p, b, h, i, kb, srow, nk);
+            softmax_step(kern, srow, vis, nk, &st[0], &st[1], st + 2, s->dv);
             kern->f32_axpy_rows(srow, vblk, (size_t)ldvb, (size_t)nk, (size_t)s->dv, st + 2);
         }
     }
