@@ -24,6 +24,16 @@ const char *mha_status_message(mha_status status)
     case MHA_ERR_ALIAS: return "the output overlaps an input or the workspace";
     case MHA_ERR_NO_MEMORY: return "out of memory";
     case MHA_ERR_ISA: return "the model was created under another ISA than the active one";
+    case MHA_ERR_BATCH:
+        return "the ragged batch is inconsistent: q_start must start at 0 and increase, kv_len >= 1 "
+               "and >= each sequence's new rows (unless non_causal), within the cache's max_len";
+    case MHA_ERR_CACHE:
+        return "the KV cache does not fit the batch: dtype, layout, heads or dims differ, block size "
+               "not a multiple of 16, block id or cache row out of range, block table shorter than "
+               "kv_len, or two appended rows share a slot";
+    case MHA_ERR_PLAN:
+        return "the serving plan was made for other lengths, cache layout, model or dimensions "
+               "(or the storage is not a plan)";
     }
     return "unknown status";
 }

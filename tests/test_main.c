@@ -52,6 +52,8 @@ int main(void)
     srunner_add_suite(sr, suite_scenarios());
     srunner_add_suite(sr, suite_golden());
     srunner_add_suite(sr, suite_limits());
+    srunner_add_suite(sr, suite_serve());
+    srunner_add_suite(sr, suite_serve_layer());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

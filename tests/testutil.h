@@ -19,6 +19,8 @@ Suite *suite_decode(void);
 Suite *suite_scenarios(void);
 Suite *suite_golden(void);
 Suite *suite_limits(void);
+Suite *suite_serve(void);
+Suite *suite_serve_layer(void);
 
 /* Outputs are filled with this byte before a call that must not write them. */
 #define SENTINEL_BYTE 0x5A

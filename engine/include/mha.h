@@ -77,7 +77,10 @@ typedef enum mha_status {
     MHA_ERR_WORKSPACE,         /* the workspace is NULL or smaller than its size query said */
     MHA_ERR_ALIAS,             /* the output overlaps an input */
     MHA_ERR_NO_MEMORY,         /* allocation failed (creation only) */
-    MHA_ERR_ISA                /* the model was created under another ISA than the active one */
+    MHA_ERR_ISA,               /* the model was created under another ISA than the active one */
+    MHA_ERR_BATCH,             /* a ragged batch's lengths are inconsistent (serving) */
+    MHA_ERR_CACHE,             /* a KV cache, block table or append slots do not fit the batch */
+    MHA_ERR_PLAN               /* a serving plan made for other lengths, layout or model */
 } mha_status;
 
 /* A static, human-readable sentence for a status (never NULL). */
@@ -327,6 +330,190 @@ MHA_API mha_status mha_attention(const mha_attention_args *args, void *workspace
 MHA_API mha_status mha_reference_forward(const mha_config *config, const mha_weights *weights,
                                          const mha_forward_args *args);
 MHA_API mha_status mha_reference_attention(const mha_attention_args *args);
+
+/* -------------------------------------------------------------- serving */
+
+/*
+ * One attention layer of a decoding server: a ragged batch of sequences, each
+ * with its own key/value cache length, prefills (many new rows) and decodes (one
+ * or a few) mixed in one call, against caches the caller owns.
+ *   plan    mha_serve_plan_create: from the batch's lengths, the cache layout and
+ *           the thread count only (no tensor pointers), into caller storage;
+ *           decides the work split and the workspace size. Never allocates.
+ *   append  mha_kv_append: K, V of the new tokens through the model's W_k, W_v
+ *           (+ biases), stored in their cache slots.
+ *   run     mha_serve_layer: x [T, E] -> Q -> append -> attention of every row
+ *           over its own sequence's cache -> output projection -> out [T, O];
+ *           mha_serve_attention: attention only, on Q projected by the caller,
+ *           with an optional log-sum-exp output; mha_lse_merge: two partial
+ *           results (e.g. a shared prefix and the rest) merged by their LSEs.
+ * None of them allocates. Bad input: status, nothing written (no output, no
+ * cache slot); the workspace's content is unspecified after any call.
+ * Results do not depend on the thread count (bitwise), as everywhere.
+ * Zero is a valid default for every field of the structs below (designated
+ * initializers: fields added later start at their 0 default).
+ */
+
+/* Element type of a tensor (bf16 and f16 caches come next). */
+typedef enum mha_dtype { MHA_DTYPE_F32 = 0 } mha_dtype;
+
+typedef enum mha_kv_layout {
+    /* k [num_seqs, max_len, G, d_k], v [num_seqs, max_len, G, d_v], token-major;
+     * each sequence owns one row (mha_batch.cache_seq). */
+    MHA_KV_CONTIGUOUS = 0,
+    /* Pools of blocks: k [num_blocks, G, block_size, d_k], v [num_blocks, G,
+     * block_size, d_v], dense (head-major inside a block, so a block's keys of one
+     * head are contiguous). Key j of a sequence is in slot j % block_size of its
+     * block table's entry j / block_size. */
+    MHA_KV_PAGED = 1
+} mha_kv_layout;
+
+/* The caller's key/value storage for one layer. */
+typedef struct mha_kv_cache {
+    mha_kv_layout layout;
+    mha_dtype dtype;       /* of k and v; only MHA_DTYPE_F32 for now */
+    int64_t num_kv_heads;  /* G: must be the model's (or the plan's) */
+    int64_t head_dim_qk;   /* d_k: likewise */
+    int64_t head_dim_v;    /* d_v: likewise */
+    void *k, *v;           /* storage (only read by mha_serve_attention) */
+    /* MHA_KV_CONTIGUOUS */
+    int64_t num_seqs;      /* rows of the cache */
+    int64_t max_len;       /* L_max: tokens per row */
+    /* Element strides of (row, head, token), the head dim contiguous; a 0 takes
+     * the dense value {max_len*G*d, d, G*d}. Rows, heads and tokens must not
+     * overlap (MHA_ERR_STRIDE). */
+    int64_t k_stride[3], v_stride[3];
+    /* MHA_KV_PAGED */
+    int64_t num_blocks;    /* blocks in each pool */
+    int64_t block_size;    /* tokens per block: a positive multiple of 16 */
+} mha_kv_cache;
+
+/*
+ * A ragged batch: n sequences whose new rows are packed one after the other in
+ * [T, ...] tensors (T = q_start[n]).
+ *   q_len[s] = q_start[s+1] - q_start[s] >= 1 new rows (a prefill: many; a
+ *   decode: 1 to a few), kv_len[s] keys in the cache after this step, the new
+ *   ones included: the new rows are the sequence's positions kv_len - q_len ..
+ *   kv_len - 1, so q_len <= kv_len.
+ *   Causal, bottom-right aligned per sequence: row i of s (0 <= i < q_len) sees
+ *   keys j <= kv_len[s] - q_len[s] + i of its own sequence, never another's.
+ * Where the keys are: MHA_KV_CONTIGUOUS, in cache row cache_seq[s] (NULL: row s;
+ * two sequences may read one row, none may append to the same slots); MHA_KV_PAGED,
+ * in the blocks listed by row s of the block table, either
+ *   [n, max_blocks] with a row stride (block_start NULL), or
+ *   CSR: row s is block_table[block_start[s] .. block_start[s+1]) (block_start
+ *   [n+1], nondecreasing).
+ * Only the first ceil(kv_len[s] / block_size) entries of a row are read; each must
+ * be in [0, num_blocks) and the row must have that many (MHA_ERR_CACHE). Blocks may
+ * be shared by sequences (a common prefix) and listed in any order.
+ */
+typedef struct mha_batch {
+    int64_t num_seqs;             /* n >= 1 */
+    const int32_t *q_start;       /* [n + 1]: q_start[0] = 0, increasing */
+    const int32_t *kv_len;        /* [n] */
+    /* 1: no causal mask, every row of s sees all kv_len[s] keys, and q_len may
+     * exceed kv_len (attention only: a shared prefix's part, to be merged). */
+    int non_causal;
+    const int32_t *cache_seq;     /* contiguous: [n] or NULL */
+    const int32_t *block_table;   /* paged */
+    int64_t max_blocks;           /* paged, 2-D table: entries per row */
+    int64_t block_table_stride;   /* paged, 2-D table: elements between rows; 0 = max_blocks */
+    const int32_t *block_start;   /* paged, CSR: [n + 1], or NULL for the 2-D table */
+} mha_batch;
+
+typedef struct mha_serve_plan mha_serve_plan; /* lives in the caller's storage */
+
+typedef struct mha_serve_plan_args {
+    /* The model for mha_kv_append and mha_serve_layer (G, d_k, d_v, E, O from it,
+     * and a workspace that holds the projections); NULL: attention only, with the
+     * dimensions below. */
+    const mha_model *model;
+    int64_t num_heads, num_kv_heads, head_dim_qk, head_dim_v; /* H, G (0 = H), d_k, d_v */
+    const mha_batch *batch;       /* read: num_seqs, q_start, kv_len, non_causal */
+    const mha_kv_cache *cache;    /* read: layout, block_size, num_blocks, num_seqs, max_len */
+    int num_threads;              /* 0 = OpenMP's default; results do not depend on it */
+} mha_serve_plan_args;
+
+/* Bytes of plan storage and of workspace for these lengths. */
+MHA_API mha_status mha_serve_plan_size(const mha_serve_plan_args *args, size_t *plan_bytes,
+                                       size_t *workspace_bytes);
+/* Builds the plan in `storage` (at least plan_bytes, any alignment; *plan points
+ * into it). A plan serves any call whose batch has exactly these lengths (checked:
+ * MHA_ERR_PLAN otherwise) and whose cache has this layout; it can be reused and
+ * shared by threads (it is only read). The work split: prefill rows in blocks of
+ * up to 64 rows of one kv head's query heads, reading each key block once for
+ * all of them; decodes (up to 4 rows) in key chunks of 1024 merged by LSE, the
+ * heads of a kv group sharing each K/V read, so one long decode fills the cores.
+ * It depends on the lengths only, never on the thread count. */
+MHA_API mha_status mha_serve_plan_create(const mha_serve_plan_args *args, void *storage,
+                                         size_t storage_bytes, mha_serve_plan **plan);
+
+/* New tokens' keys and values through the model: K = key_src W_k^T + b_k,
+ * V = value_src W_v^T + b_v, row t stored in its slot. */
+typedef struct mha_kv_append_args {
+    const float *key_src;    /* [T, kdim] */
+    const float *value_src;  /* [T, vdim] (may be key_src) */
+    /* [T] or NULL. NULL: row i of sequence s goes to position kv_len[s] - q_len[s]
+     * + i of s (the end of its sequence). Otherwise explicit slots, as vLLM's slot
+     * mapping: paged block * block_size + offset, contiguous row * max_len +
+     * position; each in range. No two rows may share a slot (MHA_ERR_CACHE). */
+    const int64_t *slots;
+} mha_kv_append_args;
+
+MHA_API mha_status mha_kv_append(const mha_model *model, const mha_serve_plan *plan,
+                                 const mha_batch *batch, const mha_kv_cache *cache,
+                                 const mha_kv_append_args *args, void *workspace,
+                                 size_t workspace_bytes);
+
+typedef struct mha_serve_layer_args {
+    const float *x; /* [T, E]: the new tokens (self-attention: the model's kdim = vdim = E) */
+    float *out;     /* [T, O], or [T, H*d_v] without an output projection */
+} mha_serve_layer_args;
+
+/* The layer step: append (NULL slots) then attention then the output projection.
+ * Row t of out equals mha_forward on the sequence's whole history with
+ * MHA_CAUSAL_BOTTOM_RIGHT, at that row's position. */
+MHA_API mha_status mha_serve_layer(const mha_model *model, const mha_serve_plan *plan,
+                                   const mha_batch *batch, const mha_kv_cache *cache,
+                                   const mha_serve_layer_args *args, void *workspace,
+                                   size_t workspace_bytes);
+
+typedef struct mha_serve_attention_args {
+    const float *q;         /* [T, H, d_k], already projected */
+    int64_t q_stride[2];    /* elements between rows, between heads; 0 = dense {H*d_k, d_k} */
+    float *out;             /* [T, H, d_v] */
+    int64_t out_stride[2];  /* 0 = dense {H*d_v, d_v}; no two elements may share an address */
+    /* [T, H] or NULL: lse[t*H + h] = ln sum_j exp(scale * q.k_j) over the keys the
+     * row sees (NaN where a NaN reached the row). */
+    float *lse;
+    float scale;            /* 0 = 1/sqrt(d_k) */
+} mha_serve_attention_args;
+
+/* Attention of every row over its own sequence's cache (keys already there). The
+ * plan must be one made without a model or with one; its H, G, d_k, d_v apply. */
+MHA_API mha_status mha_serve_attention(const mha_serve_plan *plan, const mha_batch *batch,
+                                       const mha_kv_cache *cache,
+                                       const mha_serve_attention_args *args, void *workspace,
+                                       size_t workspace_bytes);
+
+/*
+ * Merges two attention results over disjoint key sets A and B of the same rows:
+ * out = (e^(lse_a - m) out_a + e^(lse_b - m) out_b) / (e^(lse_a - m) + e^(lse_b - m)),
+ * m = max(lse_a, lse_b), and lse = m + ln(e^(lse_a - m) + e^(lse_b - m)): the result
+ * of attending over A and B together. lse = -inf is an empty part (its out is
+ * ignored); both empty give zeros and -inf. out_* [rows, H, d], lse_* [rows, H],
+ * dense. out (and lse_out, which may be NULL) may be exactly an input, otherwise
+ * must not overlap one.
+ */
+MHA_API mha_status mha_lse_merge(int64_t rows, int64_t num_heads, int64_t head_dim,
+                                 const float *out_a, const float *lse_a, const float *out_b,
+                                 const float *lse_b, float *out, float *lse_out);
+
+/* The float64 oracle of mha_serve_attention (same checks; allocates; ignores the
+ * work split): each row over its own sequence's keys, straight from the formula. */
+MHA_API mha_status mha_reference_serve_attention(const mha_serve_plan *plan, const mha_batch *batch,
+                                                 const mha_kv_cache *cache,
+                                                 const mha_serve_attention_args *args);
 
 /* ------------------------------------------------- positional encoding */
 

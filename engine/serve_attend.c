@@ -1,0 +1,275 @@
+/*
+ * Attention of a ragged batch over its caches, item by item of the plan, each
+ * item once per kv head for all the query heads of that group:
+ *   prefill items: a block of rows walks its visible keys in blocks of SERVE_BK,
+ *     each key block packed once (from contiguous rows, or gathered from cache
+ *     blocks) for the group's heads; S = Q K^T and O += P V on the GEMM
+ *     microkernel, online softmax in between (as engine/flash.c);
+ *   decode items: one key chunk, K and V rows read in place (dot_rows /
+ *     axpy_rows), each run of keys read once for all the group's rows; the chunk
+ *     states are merged by log-sum-exp in chunk order at the end.
+ * Every item's arithmetic is fixed by the plan, so results do not depend on the
+ * thread count.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "serve.h"
+
+typedef struct ctx {
+    const mha_kernels *kern;
+    const mha_serve_plan *p;
+    const mha_batch *b;
+    const serve_cache *c;
+    const float *q;
+    int64_t qs0, qs1;
+    float scale;
+    float *out;
+    int64_t os0, os1;
+    float *lse;
+    float *states;
+} ctx;
+
+static int64_t round_to(int64_t n, int64_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+/* One online-softmax step of a row (as engine/flash.c): srow (nk scores) becomes
+ * P, the running max *m and sum *l are updated, o (d_v) rescaled when m grows. */
+static void softmax_step(const mha_kernels *kern, float *srow, int64_t nk, float *m, float *l,
+                         float *o, int64_t dv)
+{
+    float mnew = kern->f32_rowmax(srow, (size_t)nk);
+    if (*m > mnew)
+        mnew = *m;
+    if (mnew == -INFINITY) {
+        memset(srow, 0, (size_t)nk * sizeof(float));
+        return;
+    }
+    float alpha = expf(*m - mnew);
+    float sum = kern->f32_exp_sub_sum(srow, mnew, srow, (size_t)nk);
+    *l = *l * alpha + sum;
+    if (alpha != 1.0f)
+        kern->f32_scale(o, alpha, (size_t)dv);
+    *m = mnew;
+}
+
+/* dst = o / l and the row's LSE m + ln l (zeros and -inf when it saw nothing). */
+static void finish_row(const float *o, float m, float l, int64_t dv, float *dst, float *lse)
+{
+    if (lse)
+        *lse = l == 0.0f ? -INFINITY : m + logf(l);
+    if (l == 0.0f) {
+        memset(dst, 0, (size_t)dv * sizeof(float));
+        return;
+    }
+    float inv = 1.0f / l;
+    for (int64_t d = 0; d < dv; d++)
+        dst[d] = o[d] * inv;
+}
+
+/* Row t, head h of Q, scaled into buf when the scale is not 1. */
+static const float *q_row(const ctx *x, int64_t t, int64_t h, float *buf)
+{
+    const float *q = x->q + t * x->qs0 + h * x->qs1;
+    if (x->scale == 1.0f)
+        return q;
+    memcpy(buf, q, (size_t)x->p->dims.dk * sizeof(float));
+    x->kern->f32_scale(buf, x->scale, (size_t)x->p->dims.dk);
+    return buf;
+}
+
+static void decode_task(const ctx *x, const serve_item *it, int64_t g, float *scratch)
+{
+    const mha_shape *d = &x->p->dims;
+    const serve_merge *mg = plan_merges(x->p) + it->merge;
+    const int64_t pg = d->heads / d->kv_heads, ql = it->rows, rows = pg * ql, s = it->seq;
+    const int64_t t0 = plan_q_start(x->p)[s], kl = plan_kv_len(x->p)[s];
+    const size_t sf = x->p->state_floats;
+    float *S = scratch, *qs = S + SERVE_BK;
+    const float *q[SERVE_GROUP_ROWS];
+    float *st[SERVE_GROUP_ROWS];
+    int64_t kend[SERVE_GROUP_ROWS];
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t h = g * pg + r / ql, i = r % ql;
+        q[r] = q_row(x, t0 + i, h, qs + r * d->dk);
+        kend[r] = x->p->non_causal ? kl : kl - ql + i + 1;
+        st[r] = x->states + (size_t)(mg->state0 + (h * ql + i) * mg->chunks + it->chunk) * sf;
+        st[r][0] = -INFINITY;
+        st[r][1] = 0.0f;
+        memset(st[r] + 2, 0, (size_t)d->dv * sizeof(float));
+    }
+    for (int64_t kb = it->key0; kb < it->key1;) {
+        const float *k, *v;
+        int64_t ldk, ldv, want = it->key1 - kb < SERVE_BK ? it->key1 - kb : SERVE_BK;
+        int64_t n = serve_kv_run(x->c, x->b, s, g, kb, want, &k, &v, &ldk, &ldv);
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t nk = kend[r] - kb < n ? kend[r] - kb : n;
+            if (nk <= 0)
+                continue;
+            x->kern->f32_dot_rows(q[r], k, (size_t)ldk, (size_t)nk, (size_t)d->dk, S);
+            softmax_step(x->kern, S, nk, &st[r][0], &st[r][1], st[r] + 2, d->dv);
+            x->kern->f32_axpy_rows(S, v, (size_t)ldv, (size_t)nk, (size_t)d->dv, st[r] + 2);
+        }
+        kb += n;
+    }
+}
+
+/* Keys [kb, kb + nk) of (s, g) packed for the microkernel: K as key panels (kp),
+ * V as d_v panels (vp); gathered into gat first when they span cache blocks. */
+static void pack_keys(const ctx *x, int64_t s, int64_t g, int64_t kb, int64_t nk, float *kp,
+                      float *vp, float *gat)
+{
+    const mha_kernels *kern = x->kern;
+    const int64_t dk = x->p->dims.dk, dv = x->p->dims.dv;
+    const float *k, *v;
+    int64_t ldk, ldv, n = serve_kv_run(x->c, x->b, s, g, kb, nk, &k, &v, &ldk, &ldv);
+    if (n == nk) {
+        kern->f32_pack_b_nk((size_t)nk, (size_t)dk, k, (size_t)ldk, kp);
+        kern->f32_pack_b_kn((size_t)dv, (size_t)nk, v, (size_t)ldv, vp);
+        return;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const int64_t w = pass ? dv : dk;
+        for (int64_t j = 0; j < nk; j += n) {
+            n = serve_kv_run(x->c, x->b, s, g, kb + j, nk - j, &k, &v, &ldk, &ldv);
+            for (int64_t r = 0; r < n; r++)
+                memcpy(gat + (j + r) * w, pass ? v + r * ldv : k + r * ldk, (size_t)w * sizeof(float));
+        }
+        if (pass)
+            kern->f32_pack_b_kn((size_t)dv, (size_t)nk, gat, (size_t)dv, vp);
+        else
+            kern->f32_pack_b_nk((size_t)nk, (size_t)dk, gat, (size_t)dk, kp);
+    }
+}
+
+static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *scratch)
+{
+    const mha_kernels *kern = x->kern;
+    const mha_shape *d = &x->p->dims;
+    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, ldo = round_to(d->dv, nr);
+    const int64_t pg = d->heads / d->kv_heads, bq = x->p->bq, mq = it->rows, s = it->seq;
+    const int64_t t0 = plan_q_start(x->p)[s] + it->row0, ql = plan_q_start(x->p)[s + 1] - plan_q_start(x->p)[s];
+    const int64_t kl = plan_kv_len(x->p)[s], dmax = d->dk > d->dv ? d->dk : d->dv;
+    float *kp = scratch, *vp = kp + round_to(SERVE_BK, nr) * d->dk, *gat = vp + SERVE_BK * ldo;
+    float *S = gat + SERVE_BK * dmax, *O = S + bq * SERVE_BK, *m = O + pg * bq * ldo, *l = m + pg * bq;
+    float *qs = l + pg * bq;
+    /* Q rows of head g*pg + hh: in place, or scaled copies in qs. */
+    const bool copy = x->scale != 1.0f;
+    const int64_t ldq = copy ? d->dk : x->qs0;
+    if (copy)
+        for (int64_t hh = 0; hh < pg; hh++)
+            for (int64_t r = 0; r < mq; r++)
+                q_row(x, t0 + r, g * pg + hh, qs + (hh * bq + r) * d->dk);
+    memset(O, 0, (size_t)(pg * bq * ldo) * sizeof(float));
+    for (int64_t r = 0; r < pg * bq; r++) {
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+    for (int64_t kb = 0; kb < it->key1; kb += SERVE_BK) {
+        const int64_t nk = it->key1 - kb < SERVE_BK ? it->key1 - kb : SERVE_BK;
+        pack_keys(x, s, g, kb, nk, kp, vp, gat);
+        for (int64_t hh = 0; hh < pg; hh++) {
+            float *Oh = O + hh * bq * ldo;
+            const float *qh = copy ? qs + hh * bq * d->dk : x->q + t0 * x->qs0 + (g * pg + hh) * x->qs1;
+            for (int64_t c = 0; c < nk; c += nr) {
+                int64_t n = nk - c < nr ? nk - c : nr;
+                for (int64_t r = 0; r < mq; r += mr)
+                    kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)d->dk,
+                                   qh + r * ldq, (size_t)ldq, kp + c * d->dk, S + r * SERVE_BK + c,
+                                   SERVE_BK, NULL, 0);
+            }
+            for (int64_t r = 0; r < mq; r++) {
+                float *srow = S + r * SERVE_BK;
+                int64_t vis = x->p->non_causal ? nk : kl - ql + it->row0 + r + 1 - kb;
+                for (int64_t j = vis < 0 ? 0 : vis; j < nk; j++)
+                    srow[j] = -INFINITY;
+                softmax_step(kern, srow, nk, &m[hh * bq + r], &l[hh * bq + r], Oh + r * ldo, d->dv);
+            }
+            for (int64_t c = 0; c < d->dv; c += nr) {
+                int64_t n = d->dv - c < nr ? d->dv - c : nr;
+                for (int64_t r = 0; r < mq; r += mr)
+                    kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)nk,
+                                   S + r * SERVE_BK, SERVE_BK, vp + c * nk, Oh + r * ldo + c,
+                                   (size_t)ldo, NULL, 1);
+            }
+        }
+    }
+    for (int64_t hh = 0; hh < pg; hh++)
+        for (int64_t r = 0; r < mq; r++) {
+            int64_t h = g * pg + hh, t = t0 + r;
+            finish_row(O + (hh * bq + r) * ldo, m[hh * bq + r], l[hh * bq + r], d->dv,
+                       x->out + t * x->os0 + h * x->os1, x->lse ? x->lse + t * d->heads + h : NULL);
+        }
+}
+
+/* Row i, head h of a decode: its chunk states merged in chunk order. */
+static void merge_row(const ctx *x, const serve_merge *mg, int64_t h, int64_t i)
+{
+    const int64_t dv = x->p->dims.dv, ql = plan_q_start(x->p)[mg->seq + 1] - plan_q_start(x->p)[mg->seq];
+    const int64_t t = plan_q_start(x->p)[mg->seq] + i;
+    const size_t sf = x->p->state_floats;
+    const float *st = x->states + (size_t)(mg->state0 + (h * ql + i) * mg->chunks) * sf;
+    float *dst = x->out + t * x->os0 + h * x->os1, *lse = x->lse ? x->lse + t * x->p->dims.heads + h : NULL;
+    float m = -INFINITY;
+    bool nan = false;
+    for (int64_t c = 0; c < mg->chunks; c++) {
+        float mc = st[c * sf];
+        nan |= isnan(mc);
+        m = mc > m ? mc : m;
+    }
+    if (nan || m == -INFINITY) {
+        for (int64_t e = 0; e < dv; e++)
+            dst[e] = nan ? NAN : 0.0f;
+        if (lse)
+            *lse = nan ? NAN : -INFINITY;
+        return;
+    }
+    float l = 0.0f;
+    memset(dst, 0, (size_t)dv * sizeof(float));
+    for (int64_t c = 0; c < mg->chunks; c++) {
+        const float *sc = st + c * sf;
+        float w = expf(sc[0] - m);
+        l += sc[1] * w;
+        for (int64_t e = 0; e < dv; e++)
+            dst[e] += sc[2 + e] * w;
+    }
+    float inv = 1.0f / l;
+    for (int64_t e = 0; e < dv; e++)
+        dst[e] *= inv;
+    if (lse)
+        *lse = m + logf(l);
+}
+
+void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_batch *b,
+                  const serve_cache *c, const float *q, const int64_t qs[2], float scale,
+                  float *out, const int64_t os[2], float *lse, char *ws)
+{
+    const ctx x = {kern, p, b, c, q, qs[0], qs[1], scale, out, os[0], os[1], lse,
+                   (float *)(ws + p->ws_states)};
+    float *per_thread = (float *)(ws + p->ws_threads);
+    const int64_t G = p->dims.kv_heads, tasks = p->n_items * G, H = p->dims.heads;
+    const serve_item *items = plan_items(p);
+    const serve_merge *merges = plan_merges(p);
+#pragma omp parallel num_threads(p->threads) if (p->threads > 1 && tasks > 1)
+    {
+        float *mine = per_thread + (size_t)omp_get_thread_num() * p->thread_floats;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < tasks; task++) {
+            const serve_item *it = items + task / G;
+            if (it->chunk >= 0)
+                decode_task(&x, it, task % G, mine);
+            else
+                prefill_task(&x, it, task % G, mine);
+        }
+#pragma omp for schedule(static)
+        for (int64_t mh = 0; mh < p->n_merges * H; mh++) {
+            const serve_merge *mg = merges + mh / H;
+            int64_t ql = plan_q_start(p)[mg->seq + 1] - plan_q_start(p)[mg->seq];
+            for (int64_t i = 0; i < ql; i++)
+                merge_row(&x, mg, mh % H, i);
+        }
+    }
+}
