@@ -67,7 +67,8 @@ void serve_append_store(const mha_serve_plan *p, const mha_batch *b, const serve
                         const int64_t *slots, const float *k, const float *v)
 {
     const int64_t G = c->G, dk = c->dk, dv = c->dv;
-#pragma omp parallel for num_threads(p->threads) schedule(dynamic, 1) if (p->threads > 1 && p->num_seqs > 1)
+    const int threads = mha_threads_for(p->threads, p->num_seqs);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
     for (int64_t s = 0; s < p->num_seqs; s++)
         for (int64_t t = b->q_start[s]; t < b->q_start[s + 1]; t++) {
             int64_t slot = slot_of_row(b, c, slots, s, t);

@@ -253,7 +253,8 @@ void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_ba
     const int64_t G = p->dims.kv_heads, tasks = p->n_items * G, H = p->dims.heads;
     const serve_item *items = plan_items(p);
     const serve_merge *merges = plan_merges(p);
-#pragma omp parallel num_threads(p->threads) if (p->threads > 1 && tasks > 1)
+    const int threads = mha_threads_for(p->threads, tasks > p->n_merges * H ? tasks : p->n_merges * H);
+#pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * p->thread_floats;
 #pragma omp for schedule(dynamic, 1)

@@ -64,7 +64,7 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
 {
     if (!a || !a->batch || !a->cache)
         return MHA_ERR_NULL_POINTER;
-    if (a->num_threads < 0)
+    if (!mha_threads_valid(a->num_threads))
         return MHA_ERR_THREADS;
     mha_status st = plan_dims(a, p);
     if (st == MHA_OK)

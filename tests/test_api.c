@@ -21,7 +21,7 @@
 
 START_TEST(test_status_messages)
 {
-    const int n = MHA_ERR_ISA + 1;
+    const int n = MHA_ERR_PLAN + 1; /* the last status */
     for (int i = 0; i < n; i++) {
         const char *m = mha_status_message((mha_status)i);
         require(m != NULL && strlen(m) > 3, "status %d: empty message", i);
