@@ -205,6 +205,62 @@ START_TEST(test_attention_allocates_nothing)
 }
 END_TEST
 
+/* Serving: plan (into caller storage), append, the layer step and attention with
+ * LSE on a paged cache, for a batch of a prefill and two decodes (one split in
+ * chunks), each counted on its second call. */
+START_TEST(test_serving_allocates_nothing)
+{
+    mha_config cfg = mha_config_default(32, 4);
+    cfg.num_kv_heads = 2;
+    mha_model *m;
+    float *w = filled(4 * 32 * 32, 0.1f), *b = filled(4 * 32, 0.1f);
+    mha_weights wt = {.in_proj_weight = w, .in_proj_bias = b, .out_weight = w + 3 * 32 * 32, .out_bias = b + 96};
+    ck_assert_int_eq(mha_model_create(&cfg, &wt, &m), MHA_OK);
+    int32_t q_start[4] = {0, 70, 71, 73}, kv_len[3] = {70, 2100, 40}, table[3 * 34];
+    for (int i = 0; i < 3 * 34; i++)
+        table[i] = i;
+    mha_batch batch = {.num_seqs = 3, .q_start = q_start, .kv_len = kv_len, .block_table = table, .max_blocks = 34};
+    mha_kv_cache kv = {.layout = MHA_KV_PAGED, .num_kv_heads = 2, .head_dim_qk = 8, .head_dim_v = 8,
+                       .num_blocks = 3 * 34, .block_size = 64};
+    kv.k = filled(3 * 34 * 64 * 16, 1.0f);
+    kv.v = filled(3 * 34 * 64 * 16, 1.0f);
+    float *x = filled(73 * 32, 1.0f), *out = malloc(73 * 32 * sizeof(float)), *lse = malloc(73 * 4 * sizeof(float));
+    mha_serve_plan_args pa = {.model = m, .batch = &batch, .cache = &kv, .num_threads = 2};
+    size_t pb, wb;
+    ck_assert_int_eq(mha_serve_plan_size(&pa, &pb, &wb), MHA_OK);
+    void *storage = malloc(pb), *ws = malloc(wb);
+    mha_serve_plan *plan;
+    mha_kv_append_args ap = {.key_src = x, .value_src = x};
+    mha_serve_layer_args la = {.x = x, .out = out};
+    mha_serve_attention_args aa = {.q = x, .out = out, .lse = lse};
+    mha_status st[6];
+    for (int round = 0; round < 2; round++) { /* ck_assert allocates: statuses checked after */
+        allocations = 0;
+        counting = round;
+        st[0] = mha_serve_plan_size(&pa, &pb, &wb);
+        st[1] = mha_serve_plan_create(&pa, storage, pb, &plan);
+        st[2] = mha_kv_append(m, plan, &batch, &kv, &ap, ws, wb);
+        st[3] = mha_serve_layer(m, plan, &batch, &kv, &la, ws, wb);
+        st[4] = mha_serve_attention(plan, &batch, &kv, &aa, ws, wb);
+        st[5] = mha_lse_merge(73, 4, 8, out, lse, out, lse, out, lse);
+        counting = 0;
+        for (int i = 0; i < 6; i++)
+            ck_assert_msg(st[i] == MHA_OK, "serving call %d: %s", i, mha_status_message(st[i]));
+    }
+    ck_assert_msg(allocations == 0, "serving: %ld allocations", allocations);
+    free(storage);
+    free(ws);
+    free(lse);
+    free(out);
+    free(x);
+    free(kv.k);
+    free(kv.v);
+    free(w);
+    free(b);
+    mha_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
     if (!ALLOC_HOOKS) {
@@ -217,6 +273,7 @@ int main(void)
     tcase_add_test(tc, test_counter_works);
     tcase_add_test(tc, test_forward_allocates_nothing);
     tcase_add_test(tc, test_attention_allocates_nothing);
+    tcase_add_test(tc, test_serving_allocates_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
