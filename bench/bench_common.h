@@ -101,6 +101,7 @@ struct Plan {
 
 void register_kernels(const Plan &plan);
 void register_mha(const Plan &plan);
+void register_serve(); // bench_serve.cc
 #if defined(MHAB_HAVE_OPENBLAS)
 void register_openblas_attention(const AttnShape &s, int threads);
 void register_openblas_forward(const FwdShape &s, int threads);

@@ -365,6 +365,7 @@ int main(int argc, char **argv)
     Plan plan = g_smoke ? smoke_plan() : full_plan();
     register_kernels(plan);
     register_mha(plan);
+    register_serve();
 
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
