@@ -107,6 +107,11 @@ void register_openblas_attention(const AttnShape &s, int threads);
 void register_openblas_forward(const FwdShape &s, int threads);
 void register_openblas_proj(const std::vector<int64_t> &mnk, int threads);
 void set_openblas_threads(int threads);
+// OpenBLAS 0.3.21 falls back to old kernels on CPUs newer than itself (Prescott on
+// Sapphire Rapids) and chooses them when the library loads, before main. Unless
+// OPENBLAS_CORETYPE is set, this sets it to the best core for the CPU (SkylakeX
+// with AVX-512, Haswell with AVX2) and re-executes the program; call it first.
+void openblas_force_best_core(char **argv);
 std::string openblas_info();
 #endif
 

@@ -23,7 +23,10 @@
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
 #include "bench_common.h"
+#include "peak.h"
 
 extern "C" {
 // Declared again in case the cblas.h found is not OpenBLAS's own.
@@ -42,9 +45,44 @@ namespace mhab {
 
 void set_openblas_threads(int threads) { openblas_set_num_threads(threads); }
 
+namespace {
+// Set when this process is the re-exec of openblas_force_best_core.
+const char *const kForcedMarker = "MHAB_OPENBLAS_CORETYPE_FORCED";
+
+// OpenBLAS's core type for the widest ISA this CPU runs, or nullptr.
+const char *best_core()
+{
+    if (mhab_cpu_has("avx512"))
+        return "SkylakeX";
+    if (mhab_cpu_has("avx2"))
+        return "Haswell";
+    return nullptr;
+}
+} // namespace
+
+void openblas_force_best_core(char **argv)
+{
+    const char *core = best_core();
+    if (!core || std::getenv("OPENBLAS_CORETYPE"))
+        return;
+    // Too late to setenv for this process: OpenBLAS chose its core when it loaded.
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    setenv(kForcedMarker, "1", 1);
+    execv("/proc/self/exe", argv);
+    // exec failed: carry on with OpenBLAS's own choice, which the context prints.
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv(kForcedMarker);
+}
+
 std::string openblas_info()
 {
-    return std::string(openblas_get_config()) + "; core " + openblas_get_corename() +
+    const char *env = std::getenv("OPENBLAS_CORETYPE");
+    std::string how = !env ? " (OpenBLAS's own choice)"
+                           : std::getenv(kForcedMarker) ? std::string(" (OPENBLAS_CORETYPE=") + env +
+                                                              " set by the bench: best core for this CPU)"
+                                                        : std::string(" (OPENBLAS_CORETYPE=") + env +
+                                                              " set by the user)";
+    return std::string(openblas_get_config()) + "; core " + openblas_get_corename() + how +
            "; attention_openblas/forward_openblas: per (b,h) full Lq x Lk scores, mask, softmax, times V;"
            " threads > 1: one OpenMP team calling 1-thread sgemm (heads shared out, projections in row"
            " blocks), never mixed with OpenBLAS's pool; kernel_gemm/openblas/proj: OpenBLAS's own threads";
