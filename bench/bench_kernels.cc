@@ -78,18 +78,23 @@ void BM_softmax(benchmark::State &st, mha_isa isa)
     set_counters(st, timer, 4.0 * (double)n, 20.0 * (double)n, peak_gflops(isa, 1));
 }
 
-// The microkernel on one full mr x nr tile, A and packed B in cache.
-void BM_gemm_tile(benchmark::State &st, mha_isa isa)
+// The microkernel on one full mr x nr tile, A and packed B in cache: A read in
+// place (f32_gemm, row stride k) or as one packed micro-panel (f32_gemm_pa).
+void BM_gemm_tile(benchmark::State &st, mha_isa isa, bool packed_a)
 {
     const mha_kernels *k = table_or_skip(st, isa);
     if (!k)
         return;
     size_t kk = (size_t)st.range(0), mr = k->gemm_mr, nr = k->gemm_nr;
-    Buf a(mr * kk, 3), w(nr * kk, 4), bp(nr * kk), c(mr * nr);
+    Buf a(mr * kk, 3), ap(mr * kk), w(nr * kk, 4), bp(nr * kk), c(mr * nr);
     k->f32_pack_b_nk(nr, kk, w.data(), kk, bp.data());
+    k->f32_pack_a(mr, kk, a.data(), kk, ap.data());
     const LoopTimer timer(1);
     for (auto _ : st) {
-        k->f32_gemm(mr, nr, kk, a.data(), kk, bp.data(), c.data(), nr, nullptr, 0);
+        if (packed_a)
+            k->f32_gemm_pa(mr, nr, kk, ap.data(), bp.data(), c.data(), nr, nullptr, 0);
+        else
+            k->f32_gemm(mr, nr, kk, a.data(), kk, bp.data(), c.data(), nr, nullptr, 0);
         benchmark::DoNotOptimize(c.data());
         benchmark::ClobberMemory();
     }
@@ -124,9 +129,10 @@ void BM_gemm_proj(benchmark::State &st, mha_isa isa)
     job.c = c.data();
     job.ldc = n;
     job.m = m;
+    Buf pack((size_t)threads * mha_gemm_pack_floats(k, m, kk));
     const LoopTimer timer(threads);
     for (auto _ : st) {
-        mha_gemm_run(k, &job, 1, threads);
+        mha_gemm_run(k, &job, 1, threads, pack.data());
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("mha", k->name, threads));
@@ -194,11 +200,14 @@ void register_kernels(const Plan &plan)
         for (int64_t v : soft_n)
             b->Args({v});
         apply_timing(b, 0);
-        b = benchmark::RegisterBenchmark(("kernel_gemm/" + n + "/tile").c_str(), BM_gemm_tile, isa);
-        b->ArgNames({"k"});
-        for (int64_t v : tile_k)
-            b->Args({v});
-        apply_timing(b, 0);
+        for (bool packed : {false, true}) {
+            b = benchmark::RegisterBenchmark(("kernel_gemm/" + n + (packed ? "/tile_pa" : "/tile")).c_str(),
+                                             BM_gemm_tile, isa, packed);
+            b->ArgNames({"k"});
+            for (int64_t v : tile_k)
+                b->Args({v});
+            apply_timing(b, 0);
+        }
         for (bool nk : {true, false}) {
             b = benchmark::RegisterBenchmark(("kernel_pack/" + n + (nk ? "/nk" : "/kn")).c_str(), BM_pack,
                                              isa, nk);

@@ -385,6 +385,12 @@ size_t mha_cache_l2_bytes(void)
     return g.l2_bytes;
 }
 
+size_t mha_cache_l1d_bytes(void)
+{
+    ensure_chosen();
+    return g.l1d_bytes;
+}
+
 const mha_kernels *mha_kernels_active(void)
 {
     ensure_chosen();

@@ -122,6 +122,17 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
                         floats_aligned(DECODE_BLOCK * s->dk) + floats_aligned(DECODE_BLOCK * s->dv);
     if (dec_thread > t.thread_floats)
         t.thread_floats = dec_thread;
+    if (fused) {
+        /* The output projection packs its A rows (the concatenated heads) into the
+         * front of the thread's slice, free by then: before cat in the tiled mode,
+         * alone after the chunk loop when decoding. */
+        size_t tiled = t.cat_floats + mha_gemm_pack_floats(kern, t.tq, s->heads * s->dv);
+        size_t direct = mha_gemm_pack_floats(kern, s->batch * dec_rows, s->heads * s->dv);
+        if (tiled > t.thread_floats)
+            t.thread_floats = tiled;
+        if (direct > t.thread_floats)
+            t.thread_floats = direct;
+    }
     t.units_per_round = KV_BUDGET / unit_bytes;
     if (t.units_per_round < 1)
         t.units_per_round = 1;
@@ -457,21 +468,6 @@ static void merge_chunks(const tiles *t, const float *states, size_t stride, int
         dst[d] *= inv;
 }
 
-/* out rows [row0, row0 + m) (stride ldc) = cat [m, H*d_v] W_o^T + b_o. */
-static void project_block(const mha_kernels *kern, const mha_packed *w, const float *cat,
-                          int64_t m, float *out, int64_t ldc)
-{
-    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr;
-    for (int64_t col = 0; col < w->n; col += nr) {
-        const float *panel = w->panels + col * w->k;
-        int64_t n = w->n - col < nr ? w->n - col : nr;
-        for (int64_t r = 0; r < m; r += mr)
-            kern->f32_gemm((size_t)(m - r < mr ? m - r : mr), (size_t)n, (size_t)w->k,
-                           cat + r * w->k, (size_t)w->k, panel, out + r * ldc + col, (size_t)ldc,
-                           w->bias ? w->bias + col : NULL, 0);
-    }
-}
-
 /* Task ti of the round whose first unit is u0; kv holds that round's packed groups. */
 static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
                      const float *kv, int64_t u0, int64_t ti, float *scratch)
@@ -500,8 +496,10 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
             attend_block(kern, p, t, kp, scratch, b, h, i, i0 + mq - i < t->bq ? i0 + mq - i : t->bq,
                          cat + (i - i0) * ncat + h * s->dv, ncat);
     }
-    project_block(kern, p->out_proj, cat, mq, p->final_out + (b * s->len_q + i0) * p->out_proj->n,
-                  p->out_proj->n);
+    /* out rows = cat [mq, H*d_v] W_o^T + b_o, A packed into the front of scratch. */
+    const mha_packed *w = p->out_proj;
+    mha_gemm_block(kern, cat, ncat, mq, w, 0, (w->n + (int64_t)kern->gemm_nr - 1) / (int64_t)kern->gemm_nr,
+                   p->final_out + (b * s->len_q + i0) * w->n, w->n, scratch);
 }
 
 /* Decoding: tasks over (batch, key chunk, kv head), then each row's chunks merged;
@@ -541,7 +539,7 @@ static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const
     }
     if (p->out_proj) {
         mha_gemm_job job = {cat, ncat, p->out_proj, p->final_out, p->out_proj->n, s->batch * s->len_q};
-        mha_gemm_run(kern, &job, 1, threads);
+        mha_gemm_run(kern, &job, 1, threads, per_thread); /* the slices are free again */
     }
 }
 

@@ -4,7 +4,8 @@
  * projection fused into its query blocks (the concatenated heads never go through
  * memory as a whole).
  * Workspace layout (64-byte aligned slices): Q [B*Lq, H*d_k], K [B*Lk, G*d_k],
- * V [B*Lk, G*d_v], then the attention scratch.
+ * V [B*Lk, G*d_v], the projections' A-packing buffers (one per thread), then the
+ * attention scratch.
  */
 #include <string.h>
 
@@ -12,7 +13,8 @@
 
 typedef struct fwd_layout {
     mha_shape s;
-    size_t q, k, v, attn, total; /* byte offsets of each slice; total bytes */
+    size_t q, k, v, pack, attn, total; /* byte offsets of each slice; total bytes */
+    size_t pack_floats;                /* one thread's A-packing buffer */
 } fwd_layout;
 
 static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int64_t lk, int threads,
@@ -29,11 +31,16 @@ static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int6
     size_t attn;
     if (!mha_attention_scratch_bytes(m->kern, &s, c->has_out_proj, threads, &attn))
         return MHA_ERR_OVERFLOW;
+    size_t pq = mha_gemm_pack_floats(m->kern, batch * lq, c->embed_dim),
+           pk = mha_gemm_pack_floats(m->kern, batch * lk, c->kdim),
+           pv = mha_gemm_pack_floats(m->kern, batch * lk, c->vdim);
+    l->pack_floats = pq > pk ? (pq > pv ? pq : pv) : (pk > pv ? pk : pv);
     l->s = s;
     l->q = 0;
     l->k = l->q + mha_round_up((size_t)nq * sizeof(float));
     l->v = l->k + mha_round_up((size_t)nk * sizeof(float));
-    l->attn = l->v + mha_round_up((size_t)nv * sizeof(float));
+    l->pack = l->v + mha_round_up((size_t)nv * sizeof(float));
+    l->attn = l->pack + (size_t)threads * l->pack_floats * sizeof(float);
     l->total = l->attn + attn + MHA_ALIGN;
     return MHA_OK;
 }
@@ -95,7 +102,7 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
         {ksrc, c->kdim, &model->k, k, nk, a->batch * lk},
         {vsrc, c->vdim, &model->v, v, nv, a->batch * lk},
     };
-    mha_gemm_run(model->kern, proj, 3, threads);
+    mha_gemm_run(model->kern, proj, 3, threads, (float *)(base + l.pack));
 
     mha_attn_problem p = {
         l.s, 1.0f, /* the scale is folded into W_q at model creation */

@@ -1,43 +1,130 @@
-/* Projection driver: C = A W^T + bias on weights packed at model creation. */
+/*
+ * Projection driver: C = A W^T + bias on weights packed at model creation, the
+ * way BLIS and OpenBLAS block it. W is already in k-major panels of nr columns;
+ * A is packed here, a block of mc rows x kc columns at a time, into micro-panels
+ * of mr rows (kern->f32_pack_a), so the microkernel reads it contiguously
+ * whatever the caller's row stride (rows 4 KiB apart alias in L1 when read in
+ * place). Blocks are sized from the caches: a kc-slice of one W panel stays in L1
+ * while every micro-panel of the A block passes over it; the A block stays in L2.
+ */
 #include <omp.h>
 
 #include "internal.h"
 
-/* Rows per tile: a multiple of the microkernel's mr, small enough that a tile's
- * A rows stay in L2 while one packed panel of W is reused across them. */
-static int64_t rows_per_tile(const mha_kernels *kern)
+/* k columns per block: the kc x nr slice of a W panel takes half of L1d, the
+ * rest holds a micro-panel of A and the C tile. A multiple of 8 within
+ * [64, 1024]; k is then split into equal blocks, so the sum order depends only
+ * on k and the machine, never on threads or m. */
+static int64_t block_k(const mha_kernels *kern, int64_t k)
 {
-    int64_t mr = (int64_t)kern->gemm_mr;
-    return mr * ((96 + mr - 1) / mr);
+    int64_t kc = (int64_t)(mha_cache_l1d_bytes() / 2 / (kern->gemm_nr * sizeof(float))) / 8 * 8;
+    kc = kc < 64 ? 64 : kc > 1024 ? 1024 : kc;
+    int64_t blocks = (k + kc - 1) / kc;
+    int64_t even = blocks > 0 ? (k + blocks - 1) / blocks : 0;
+    return (even + 7) / 8 * 8;
 }
 
-void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads)
+/* Largest row block: the packed mc x kc block of A takes a quarter of L2 (the
+ * rest streams W panels and C), a multiple of mr within [mr, 512]. */
+static int64_t block_m_max(const mha_kernels *kern, int64_t kc)
 {
-    const int64_t mb = rows_per_tile(kern), nr = (int64_t)kern->gemm_nr, mr = (int64_t)kern->gemm_mr;
+    const int64_t mr = (int64_t)kern->gemm_mr;
+    int64_t mc = (int64_t)(mha_cache_l2_bytes() / 4 / ((size_t)kc * sizeof(float))) / mr * mr;
+    return mc < mr ? mr : mc > 512 ? 512 / mr * mr : mc;
+}
+
+static int64_t round_to(int64_t n, int64_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+size_t mha_gemm_pack_floats(const mha_kernels *kern, int64_t rows, int64_t k)
+{
+    const int64_t kc = block_k(kern, k), mc = block_m_max(kern, kc);
+    int64_t m = round_to(rows < mc ? rows : mc, (int64_t)kern->gemm_mr);
+    return mha_round_up((size_t)(m * kc) * sizeof(float)) / sizeof(float);
+}
+
+void mha_gemm_block(const mha_kernels *kern, const float *a, int64_t lda, int64_t m,
+                    const mha_packed *w, int64_t panel0, int64_t panel1, float *c, int64_t ldc,
+                    float *pack)
+{
+    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, k = w->k;
+    const int64_t kc = block_k(kern, k), mc = block_m_max(kern, kc);
+    for (int64_t r0 = 0; r0 < m; r0 += mc) {
+        const int64_t mb = m - r0 < mc ? m - r0 : mc;
+        for (int64_t p0 = 0; p0 < k; p0 += kc) {
+            const int64_t kb = k - p0 < kc ? k - p0 : kc;
+            kern->f32_pack_a((size_t)mb, (size_t)kb, a + r0 * lda + p0, (size_t)lda, pack);
+            for (int64_t panel = panel0; panel < panel1; panel++) {
+                const int64_t col = panel * nr, n = w->n - col < nr ? w->n - col : nr;
+                const float *b = w->panels + panel * k * nr + p0 * nr;
+                /* The bias goes in with the first k block, later blocks add to C. */
+                const float *bias = p0 == 0 && w->bias ? w->bias + col : NULL;
+                float *cb = c + r0 * ldc + col;
+                for (int64_t r = 0; r < mb; r += mr)
+                    kern->f32_gemm_pa((size_t)(mb - r < mr ? mb - r : mr), (size_t)n, (size_t)kb,
+                                      pack + r * kb, b, cb + r * ldc, (size_t)ldc, bias, p0 > 0);
+            }
+        }
+    }
+}
+
+/* How one job is cut into tasks: row blocks of mc rows x column chunks of cp
+ * panels. */
+typedef struct job_split {
+    int64_t mc, row_blocks, cp, col_chunks;
+} job_split;
+
+static job_split split_job(const mha_kernels *kern, const mha_gemm_job *job, int threads)
+{
+    job_split s;
+    const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr;
+    const int64_t mc_max = block_m_max(kern, block_k(kern, job->w->k));
+    const int64_t panels = (job->w->n + nr - 1) / nr;
+    s.row_blocks = (job->m + mc_max - 1) / mc_max;
+    s.mc = round_to((job->m + s.row_blocks - 1) / s.row_blocks, mr);
+    s.row_blocks = (job->m + s.mc - 1) / s.mc;
+    /* Enough tasks to balance the threads (4 per thread); with one thread, A is
+     * packed once per block. */
+    int64_t want = threads > 1 ? (4 * threads + s.row_blocks - 1) / s.row_blocks : 1;
+    s.col_chunks = want < panels ? want : panels;
+    s.cp = (panels + s.col_chunks - 1) / s.col_chunks;
+    s.col_chunks = (panels + s.cp - 1) / s.cp;
+    return s;
+}
+
+void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads,
+                  float *pack)
+{
+    job_split split[4];
     int64_t first[4] = {0}, total = 0;
+    size_t stride = 0;
     for (int j = 0; j < njobs; j++) {
+        split[j] = split_job(kern, &jobs[j], threads);
         first[j] = total;
-        total += ((jobs[j].w->n + nr - 1) / nr) * ((jobs[j].m + mb - 1) / mb);
+        total += split[j].row_blocks * split[j].col_chunks;
+        size_t f = mha_gemm_pack_floats(kern, jobs[j].m, jobs[j].w->k);
+        stride = f > stride ? f : stride;
     }
     threads = mha_threads_for(threads, total);
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t t = 0; t < total; t++) {
-        int j = njobs - 1;
-        while (first[j] > t)
-            j--;
-        const mha_gemm_job *job = &jobs[j];
-        const mha_packed *w = job->w;
-        int64_t row_blocks = (job->m + mb - 1) / mb;
-        /* Panel-major order: consecutive tiles of a thread reuse one panel of W. */
-        int64_t panel = (t - first[j]) / row_blocks, rb = (t - first[j]) % row_blocks;
-        int64_t col = panel * nr, n = w->n - col < nr ? w->n - col : nr;
-        const float *b = w->panels + panel * w->k * nr;
-        const float *bias = w->bias ? w->bias + col : NULL;
-        int64_t r_end = (rb + 1) * mb < job->m ? (rb + 1) * mb : job->m;
-        for (int64_t r = rb * mb; r < r_end; r += mr) {
-            int64_t m = r_end - r < mr ? r_end - r : mr;
-            kern->f32_gemm((size_t)m, (size_t)n, (size_t)w->k, job->a + r * job->lda,
-                           (size_t)job->lda, b, job->c + r * job->ldc + col, (size_t)job->ldc, bias, 0);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        float *mine = pack + (size_t)omp_get_thread_num() * stride;
+        /* Row-block-major: consecutive tasks of a thread read the same rows of A. */
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < total; t++) {
+            int j = njobs - 1;
+            while (first[j] > t)
+                j--;
+            const mha_gemm_job *job = &jobs[j];
+            const job_split *s = &split[j];
+            const int64_t rb = (t - first[j]) / s->col_chunks, cc = (t - first[j]) % s->col_chunks;
+            const int64_t r0 = rb * s->mc, m = job->m - r0 < s->mc ? job->m - r0 : s->mc;
+            const int64_t panels = (job->w->n + (int64_t)kern->gemm_nr - 1) / (int64_t)kern->gemm_nr;
+            const int64_t p0 = cc * s->cp, p1 = p0 + s->cp < panels ? p0 + s->cp : panels;
+            mha_gemm_block(kern, job->a + r0 * job->lda, job->lda, m, job->w, p0, p1,
+                           job->c + r0 * job->ldc, job->ldc, mine);
         }
     }
 }

@@ -94,8 +94,19 @@ typedef struct mha_gemm_job {
     int64_t m;
 } mha_gemm_job;
 
-/* Runs up to a few jobs in one parallel region, tiles of all of them shared out. */
-void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads);
+/* Floats of one thread's A-packing buffer for a GEMM of `rows` rows over k
+ * (64-byte multiple; monotone in rows). */
+size_t mha_gemm_pack_floats(const mha_kernels *kern, int64_t rows, int64_t k);
+/* Runs up to 4 jobs in one parallel region, tasks of all of them shared out.
+ * pack: threads buffers of the largest mha_gemm_pack_floats(m, k) over the jobs,
+ * back to back (64-byte aligned). */
+void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads,
+                  float *pack);
+/* C[m, panels [panel0, panel1) of w] = A[m, k] W^T + bias (k >= 1), on one thread,
+ * A packed into pack (mha_gemm_pack_floats(m, k) floats) one block at a time. */
+void mha_gemm_block(const mha_kernels *kern, const float *a, int64_t lda, int64_t m,
+                    const mha_packed *w, int64_t panel0, int64_t panel1, float *c, int64_t ldc,
+                    float *pack);
 
 /* The flash attention driver (engine/flash.c) on validated arguments. */
 typedef struct mha_attn_problem {
@@ -120,6 +131,8 @@ void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void 
 
 /* L2 bytes per core (detected once, with a default): sizes the attention tiles. */
 size_t mha_cache_l2_bytes(void);
+/* L1 data bytes per core (detected once, with a default): sizes the GEMM's k blocks. */
+size_t mha_cache_l1d_bytes(void);
 
 /* True when num_threads is 0..MHA_MAX_THREADS. */
 static inline bool mha_threads_valid(int requested)

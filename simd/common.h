@@ -87,6 +87,25 @@ static inline void mha_pack_b_kn_generic(size_t nr, size_t n, size_t k, const fl
     }
 }
 
+/* Packing of A (m rows of k) into micro-panels of mr rows: A[r][p] of panel i at
+ * dst[i*k*mr + p*mr + r], rows past m zero. Each ISA passes its mr; a source row
+ * is read once, sequentially, so 4 KiB row strides cost nothing here. */
+static inline void mha_pack_a_generic(size_t mr, size_t m, size_t k, const float *src, size_t ld,
+                                      float *dst)
+{
+    for (size_t i0 = 0; i0 < m; i0 += mr, dst += k * mr) {
+        size_t h = m - i0 < mr ? m - i0 : mr;
+        for (size_t r = 0; r < h; r++) {
+            const float *s = src + (i0 + r) * ld;
+            for (size_t p = 0; p < k; p++)
+                dst[p * mr + r] = s[p];
+        }
+        for (size_t r = h; r < mr; r++)
+            for (size_t p = 0; p < k; p++)
+                dst[p * mr + r] = 0.0f;
+    }
+}
+
 /* out[r] = dot(x, rows[r]) through an ISA's 8-row step (which takes 1..8 rows,
  * re-reading the last for the missing ones) and its single-row dot: a tail of 4
  * to 7 rows still goes through the 8-row step, fewer go one at a time. */

@@ -119,23 +119,25 @@ static void mha_f32_mask_u8__scalar(float *x, const uint8_t *keep, size_t n)
         x[i] = keep[i] ? x[i] : -INFINITY;
 }
 
-static void mha_f32_gemm_4x8__scalar(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                                     const float *b, float *c, size_t ldc, const float *bias,
-                                     int accumulate)
+/* The 4x8 tile on A[r][p] = a[r*rs + p*cs]: unpacked (rs = lda, cs = 1) or one
+ * packed micro-panel (rs = 1, cs = MR). Rows r >= avail read row avail-1 (valid
+ * memory); rows past m are never stored. */
+static inline void gemm_4x8(size_t m, size_t n, size_t k, const float *a, size_t rs, size_t cs,
+                            size_t avail, const float *b, float *c, size_t ldc, const float *bias,
+                            int accumulate)
 {
     if (m == 0 || n == 0)
         return;
-    /* Rows past m read row m-1 (valid memory) and are never stored. */
     const float *ar[MR];
     for (size_t r = 0; r < MR; r++)
-        ar[r] = a + (r < m ? r : m - 1) * lda;
+        ar[r] = a + (r < avail ? r : avail - 1) * rs;
     /* Plain C on purpose: the fallback and the reference shape, not a fast path
      * (gcc's auto-vectorizer gets about 5 GFLOP/s out of it with SSE2). */
     float acc[MR][NR] = {{0}};
     const float *a0 = ar[0], *a1 = ar[1], *a2 = ar[2], *a3 = ar[3];
     for (size_t p = 0; p < k; p++) {
         const float *bp = b + p * NR;
-        const float x0 = a0[p], x1 = a1[p], x2 = a2[p], x3 = a3[p];
+        const float x0 = a0[p * cs], x1 = a1[p * cs], x2 = a2[p * cs], x3 = a3[p * cs];
         for (size_t j = 0; j < NR; j++) {
             acc[0][j] += x0 * bp[j];
             acc[1][j] += x1 * bp[j];
@@ -154,6 +156,25 @@ static void mha_f32_gemm_4x8__scalar(size_t m, size_t n, size_t k, const float *
             cr[j] = v;
         }
     }
+}
+
+static void mha_f32_gemm_4x8__scalar(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                                     const float *b, float *c, size_t ldc, const float *bias,
+                                     int accumulate)
+{
+    gemm_4x8(m, n, k, a, lda, 1, m, b, c, ldc, bias, accumulate);
+}
+
+static void mha_f32_gemm_pa_4x8__scalar(size_t m, size_t n, size_t k, const float *a,
+                                        const float *b, float *c, size_t ldc, const float *bias,
+                                        int accumulate)
+{
+    gemm_4x8(m, n, k, a, 1, MR, MR, b, c, ldc, bias, accumulate);
+}
+
+static void mha_f32_pack_a_4__scalar(size_t m, size_t k, const float *src, size_t ld, float *dst)
+{
+    mha_pack_a_generic(MR, m, k, src, ld, dst);
 }
 
 static void mha_f32_pack_b_nk_8__scalar(size_t n, size_t k, const float *src, size_t ld,
@@ -238,4 +259,6 @@ const mha_kernels mha_kernels_scalar = {
     .f32_dot_rows = mha_f32_dot_rows_4__scalar,
     .f32_axpy_rows = mha_f32_axpy_rows_4__scalar,
     .f32_tanh = mha_f32_tanh__scalar,
+    .f32_gemm_pa = mha_f32_gemm_pa_4x8__scalar,
+    .f32_pack_a = mha_f32_pack_a_4__scalar,
 };

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal.h" /* mha_gemm_run: the projection driver on each table */
 #include "kernels.h"
 #include "testutil.h"
 
@@ -584,7 +585,8 @@ START_TEST(test_table)
     ck_assert(k->gemm_mr >= 1 && k->gemm_nr >= 1);
     ck_assert(k->f32_exp && k->f32_rowmax && k->f32_exp_sub_sum && k->f32_scale && k->f32_gemm &&
               k->f32_pack_b_nk && k->f32_pack_b_kn && k->f32_scale_add && k->f32_mask_u8 && k->f32_dot_rows &&
-              k->f32_axpy_rows && k->f32_tanh);
+              k->f32_axpy_rows && k->f32_tanh &&
+              k->f32_gemm_pa && k->f32_pack_a);
     ck_assert_ptr_eq(mha_kernels_active(), mha_kernels_for(mha_active_isa()));
     ck_assert_ptr_nonnull(mha_kernels_for(MHA_ISA_SCALAR));
 }
@@ -601,6 +603,7 @@ START_TEST(test_gemm)
     test_rng g = test_rng_seed(14);
     const size_t lda = kmax + 3, ldc = nr + 5;
     float *a = unaligned(mr * lda), *b = unaligned(kmax * nr), *bias = unaligned(nr);
+    float *ap = unaligned(mr * kmax);
     float *c = unaligned(mr * ldc), *c0 = unaligned(mr * ldc);
     test_fill(&g, a, mr * lda, -1.0f, 1.0f);
     test_fill(&g, bias, nr, -1.0f, 1.0f);
@@ -612,19 +615,28 @@ START_TEST(test_gemm)
                 for (size_t j = 0; j < nr; j++)
                     b[p * nr + j] = j < n ? test_rng_uniform(&g, -1.0f, 1.0f) : 0.0f;
             for (size_t m = 1; m <= mr; m++)
-                for (int mode = 0; mode < 4; mode++) {
-                    const int acc = mode & 1;
+                for (int mode = 0; mode < 8; mode++) {
+                    /* mode & 4: the packed-A entry on A's first m rows, the panel's
+                     * rows past m filled with garbage (read, never stored). */
+                    const int acc = mode & 1, packed = mode & 4;
                     const float *bs = (mode & 2) ? bias : NULL;
                     test_fill(&g, c0, mr * ldc, -1.0f, 1.0f);
                     memcpy(c, c0, mr * ldc * sizeof(float));
-                    kt->f32_gemm(m, n, k, a, lda, b, c, ldc, bs, acc);
+                    if (packed) {
+                        for (size_t p = 0; p < k; p++)
+                            for (size_t r = 0; r < mr; r++)
+                                ap[p * mr + r] = r < m ? a[r * lda + p] : 1e30f;
+                        kt->f32_gemm_pa(m, n, k, ap, b, c, ldc, bs, acc);
+                    } else {
+                        kt->f32_gemm(m, n, k, a, lda, b, c, ldc, bs, acc);
+                    }
                     for (size_t r = 0; r < mr; r++)
                         for (size_t j = 0; j < ldc; j++) {
                             float got = c[r * ldc + j];
                             if (r >= m || j >= n) {
                                 FAIL_IF(!(got == c0[r * ldc + j]),
-                                              "%s: gemm m=%zu n=%zu k=%zu touched C[%zu][%zu]",
-                                              kt->name, m, n, k, r, j);
+                                              "%s: gemm%s m=%zu n=%zu k=%zu touched C[%zu][%zu]",
+                                              kt->name, packed ? "_pa" : "", m, n, k, r, j);
                                 continue;
                             }
                             double ref = 0.0, mag = 0.0;
@@ -643,13 +655,15 @@ START_TEST(test_gemm)
                             }
                             double tol = (double)(k + 3) * 0x1p-23 * mag + 1e-30;
                             FAIL_IF(!(fabs(got - ref) <= tol),
-                                          "%s: gemm m=%zu n=%zu k=%zu acc=%d bias=%d C[%zu][%zu] "
+                                          "%s: gemm%s m=%zu n=%zu k=%zu acc=%d bias=%d C[%zu][%zu] "
                                           "= %.9g, expected %.9g",
-                                          kt->name, m, n, k, acc, bs != NULL, r, j, got, ref);
+                                          kt->name, packed ? "_pa" : "", m, n, k, acc, bs != NULL, r,
+                                          j, got, ref);
                         }
                 }
         }
     }
+    release(ap);
     release(a);
     release(b);
     release(bias);
@@ -738,6 +752,92 @@ START_TEST(test_pack_gemm)
     release(bp);
     release(c);
     release(ref);
+}
+END_TEST
+
+/* Packing A: every micro-panel holds its mr rows k-major, rows past m zero, and
+ * nothing is written past ceil(m / mr) * k * mr floats. */
+START_TEST(test_pack_a)
+{
+    const mha_kernels *kt = table(_i);
+    if (!kt)
+        return;
+    const size_t mr = kt->gemm_mr;
+    static const size_t ks[] = {1, 5, 17, 64};
+    const size_t mmax = 3 * mr + 1, kmax = 64, ld = 1024 + 3, guard = 16;
+    test_rng g = test_rng_seed(17);
+    float *src = test_random(&g, mmax * ld, -1.0f, 1.0f);
+    float *dst = unaligned(mmax * kmax + mr * kmax + guard);
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (size_t m = 1; m <= mmax; m++) {
+            const size_t k = ks[ki], panels = (m + mr - 1) / mr, total = panels * k * mr;
+            for (size_t i = 0; i < total + guard; i++)
+                dst[i] = -7.0f;
+            kt->f32_pack_a(m, k, src, ld, dst);
+            for (size_t i = 0; i < panels; i++)
+                for (size_t p = 0; p < k; p++)
+                    for (size_t r = 0; r < mr; r++) {
+                        size_t row = i * mr + r;
+                        float want = row < m ? src[row * ld + p] : 0.0f;
+                        FAIL_IF(!(dst[i * k * mr + p * mr + r] == want),
+                                "%s: pack_a m=%zu k=%zu panel %zu A[%zu][%zu]", kt->name, m, k, i, r, p);
+                    }
+            for (size_t i = total; i < total + guard; i++)
+                FAIL_IF(!(dst[i] == -7.0f), "%s: pack_a m=%zu k=%zu wrote past the end", kt->name, m, k);
+        }
+    free(src);
+    release(dst);
+}
+END_TEST
+
+/* The projection driver on one table: several row blocks and k blocks, A rows
+ * 4 KiB apart, bias, two jobs; float64 agreement, and the same bits on 1 and 2
+ * threads (block sizes never depend on the thread count). */
+START_TEST(test_gemm_driver)
+{
+    const mha_kernels *kt = table(_i);
+    if (!kt)
+        return;
+    const int64_t m = 530, n = 70, k = 1100, lda = 1024 + 1100, ldc = n + 3, nr = (int64_t)kt->gemm_nr;
+    test_rng g = test_rng_seed(18);
+    float *a = test_random(&g, (size_t)(m * lda), -1.0f, 1.0f);
+    float *w = test_random(&g, (size_t)(n * k), -1.0f, 1.0f), *bias = test_random(&g, (size_t)n, -1.0f, 1.0f);
+    const int64_t panels = (n + nr - 1) / nr;
+    float *bp = unaligned((size_t)(panels * k * nr));
+    kt->f32_pack_b_nk((size_t)n, (size_t)k, w, (size_t)k, bp);
+    mha_packed pw = {bp, bias, n, k};
+    float *c1 = unaligned((size_t)(m * ldc)), *c2 = unaligned((size_t)(m * ldc));
+    float *pack = unaligned(2 * mha_gemm_pack_floats(kt, m, k));
+    /* Job 0: every row; job 1: 9 rows of A with stride 1024 (4 KiB) into c2's tail. */
+    for (int threads = 1; threads <= 2; threads++) {
+        float *c = threads == 1 ? c1 : c2;
+        mha_gemm_job jobs[2] = {{a, lda, &pw, c, ldc, m - 9}, {a + 1024, 1024, &pw, c + (m - 9) * ldc, ldc, 9}};
+        mha_gemm_run(kt, jobs, 2, threads, pack);
+    }
+    for (int64_t i = 0; i < m; i++) {
+        const float *ar = i < m - 9 ? a + i * lda : a + 1024 + (i - (m - 9)) * 1024;
+        for (int64_t j = 0; j < n; j++) {
+            double ref = bias[j], mag = fabs(bias[j]);
+            for (int64_t p = 0; p < k; p++) {
+                ref += (double)ar[p] * w[j * k + p];
+                mag += fabs((double)ar[p] * w[j * k + p]);
+            }
+            float got = c1[i * ldc + j];
+            FAIL_IF(!(fabs(got - ref) <= (double)(k + 3) * 0x1p-23 * mag),
+                    "%s: driver C[%lld][%lld] = %.9g, expected %.9g", kt->name, (long long)i,
+                    (long long)j, got, ref);
+            FAIL_IF(!(memcmp(&got, &c2[i * ldc + j], sizeof got) == 0),
+                    "%s: driver C[%lld][%lld] differs between 1 and 2 threads", kt->name, (long long)i,
+                    (long long)j);
+        }
+    }
+    free(a);
+    free(w);
+    free(bias);
+    release(bp);
+    release(c1);
+    release(c2);
+    release(pack);
 }
 END_TEST
 
@@ -898,6 +998,8 @@ Suite *suite_kernels(void)
     tcase_add_loop_test(tc, test_gemm, lo, hi);
     tcase_add_loop_test(tc, test_pack, lo, hi);
     tcase_add_loop_test(tc, test_pack_gemm, lo, hi);
+    tcase_add_loop_test(tc, test_pack_a, lo, hi);
+    tcase_add_loop_test(tc, test_gemm_driver, lo, hi);
     tcase_add_loop_test(tc, test_dot_rows, lo, hi);
     tcase_add_loop_test(tc, test_axpy_rows, lo, hi);
     suite_add_tcase(s, tc);

@@ -193,6 +193,42 @@ static void mha_f32_mask_u8__neon(float *x, const uint8_t *keep, size_t n)
         x[i] = keep[i] ? x[i] : -INFINITY;
 }
 
+/* C tile epilogue of both GEMM entries: acc (+ C) (+ bias) into the m x n corner. */
+static inline void store_8x8(float32x4_t acc[MR][2], size_t m, size_t n, float *c, size_t ldc,
+                             const float *bias, int accumulate)
+{
+    float bb[NR] = {0};
+    if (bias)
+        memcpy(bb, bias, n * sizeof(float));
+    float32x4_t bv0 = vld1q_f32(bb), bv1 = vld1q_f32(bb + 4);
+    for (size_t r = 0; r < m; r++) {
+        float *cr = c + r * ldc;
+        float t[NR];
+        if (n == NR) {
+            if (accumulate) {
+                acc[r][0] = vaddq_f32(acc[r][0], vld1q_f32(cr));
+                acc[r][1] = vaddq_f32(acc[r][1], vld1q_f32(cr + 4));
+            }
+        } else if (accumulate) {
+            memcpy(t, cr, n * sizeof(float));
+            acc[r][0] = vaddq_f32(acc[r][0], vld1q_f32(t));
+            acc[r][1] = vaddq_f32(acc[r][1], vld1q_f32(t + 4));
+        }
+        if (bias) {
+            acc[r][0] = vaddq_f32(acc[r][0], bv0);
+            acc[r][1] = vaddq_f32(acc[r][1], bv1);
+        }
+        if (n == NR) {
+            vst1q_f32(cr, acc[r][0]);
+            vst1q_f32(cr + 4, acc[r][1]);
+        } else {
+            vst1q_f32(t, acc[r][0]);
+            vst1q_f32(t + 4, acc[r][1]);
+            memcpy(cr, t, n * sizeof(float));
+        }
+    }
+}
+
 static void mha_f32_gemm_8x8__neon(size_t m, size_t n, size_t k, const float *a, size_t lda,
                                    const float *b, float *c, size_t ldc, const float *bias,
                                    int accumulate)
@@ -244,36 +280,41 @@ static void mha_f32_gemm_8x8__neon(size_t m, size_t n, size_t k, const float *a,
 
     float32x4_t acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
                               {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
-    float bb[NR] = {0};
-    if (bias)
-        memcpy(bb, bias, n * sizeof(float));
-    float32x4_t bv0 = vld1q_f32(bb), bv1 = vld1q_f32(bb + 4);
-    for (size_t r = 0; r < m; r++) {
-        float *cr = c + r * ldc;
-        float t[NR];
-        if (n == NR) {
-            if (accumulate) {
-                acc[r][0] = vaddq_f32(acc[r][0], vld1q_f32(cr));
-                acc[r][1] = vaddq_f32(acc[r][1], vld1q_f32(cr + 4));
-            }
-        } else if (accumulate) {
-            memcpy(t, cr, n * sizeof(float));
-            acc[r][0] = vaddq_f32(acc[r][0], vld1q_f32(t));
-            acc[r][1] = vaddq_f32(acc[r][1], vld1q_f32(t + 4));
-        }
-        if (bias) {
-            acc[r][0] = vaddq_f32(acc[r][0], bv0);
-            acc[r][1] = vaddq_f32(acc[r][1], bv1);
-        }
-        if (n == NR) {
-            vst1q_f32(cr, acc[r][0]);
-            vst1q_f32(cr + 4, acc[r][1]);
-        } else {
-            vst1q_f32(t, acc[r][0]);
-            vst1q_f32(t + 4, acc[r][1]);
-            memcpy(cr, t, n * sizeof(float));
-        }
+    store_8x8(acc, m, n, c, ldc, bias, accumulate);
+}
+
+/* The packed micro-panel holds the 8 rows of a k-step side by side: two loads
+ * give them, and each row's FMA takes its lane. */
+static void mha_f32_gemm_pa_8x8__neon(size_t m, size_t n, size_t k, const float *a,
+                                      const float *b, float *c, size_t ldc, const float *bias,
+                                      int accumulate)
+{
+    if (m == 0 || n == 0)
+        return;
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c10 = c00, c11 = c00;
+    float32x4_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    float32x4_t c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    float32x4_t c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    for (size_t p = 0; p < k; p++) {
+        float32x4_t b0 = vld1q_f32(b + p * NR), b1 = vld1q_f32(b + p * NR + 4);
+        float32x4_t xa = vld1q_f32(a + p * MR), xb = vld1q_f32(a + p * MR + 4);
+        c00 = vfmaq_laneq_f32(c00, b0, xa, 0), c01 = vfmaq_laneq_f32(c01, b1, xa, 0);
+        c10 = vfmaq_laneq_f32(c10, b0, xa, 1), c11 = vfmaq_laneq_f32(c11, b1, xa, 1);
+        c20 = vfmaq_laneq_f32(c20, b0, xa, 2), c21 = vfmaq_laneq_f32(c21, b1, xa, 2);
+        c30 = vfmaq_laneq_f32(c30, b0, xa, 3), c31 = vfmaq_laneq_f32(c31, b1, xa, 3);
+        c40 = vfmaq_laneq_f32(c40, b0, xb, 0), c41 = vfmaq_laneq_f32(c41, b1, xb, 0);
+        c50 = vfmaq_laneq_f32(c50, b0, xb, 1), c51 = vfmaq_laneq_f32(c51, b1, xb, 1);
+        c60 = vfmaq_laneq_f32(c60, b0, xb, 2), c61 = vfmaq_laneq_f32(c61, b1, xb, 2);
+        c70 = vfmaq_laneq_f32(c70, b0, xb, 3), c71 = vfmaq_laneq_f32(c71, b1, xb, 3);
     }
+    float32x4_t acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31},
+                              {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+    store_8x8(acc, m, n, c, ldc, bias, accumulate);
+}
+
+static void mha_f32_pack_a_8__neon(size_t m, size_t k, const float *src, size_t ld, float *dst)
+{
+    mha_pack_a_generic(MR, m, k, src, ld, dst);
 }
 
 static void mha_f32_pack_b_nk_8__neon(size_t n, size_t k, const float *src, size_t ld,
@@ -454,4 +495,6 @@ const mha_kernels mha_kernels_neon = {
     .f32_dot_rows = mha_f32_dot_rows_8__neon,
     .f32_axpy_rows = mha_f32_axpy_rows_2__neon,
     .f32_tanh = mha_f32_tanh__neon,
+    .f32_gemm_pa = mha_f32_gemm_pa_8x8__neon,
+    .f32_pack_a = mha_f32_pack_a_8__neon,
 };

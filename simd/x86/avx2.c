@@ -218,19 +218,26 @@ static void mha_f32_mask_u8__avx2(float *x, const uint8_t *keep, size_t n)
         x[i] = keep[i] ? x[i] : -INFINITY;
 }
 
-static void mha_f32_gemm_6x16__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                                    const float *b, float *c, size_t ldc, const float *bias,
-                                    int accumulate)
+/* The 6x16 tile on A[r][p] = a[r*rs + p*cs]: unpacked (rs = lda, cs = 1) or one
+ * packed micro-panel (rs = 1, cs = MR). Rows r >= avail read row avail-1 (valid
+ * memory); rows past m are never stored. Inlined into both entries so that the
+ * packed one gets constant offsets from one pointer. */
+static inline __attribute__((always_inline)) void
+gemm_6x16(size_t m, size_t n, size_t k, const float *a, size_t rs, size_t cs, size_t avail,
+          const float *b, float *c, size_t ldc, const float *bias, int accumulate)
 {
     if (m == 0 || n == 0)
         return;
-    /* Rows past m read row m-1 (valid memory) and are never stored. */
+    /* C rows are far apart (and far away when a caller blocks k): start loading
+     * them now (for the stores too) so that they are in L1 when the k loop ends. */
+    for (size_t r = 0; r < m; r++)
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
     const float *a0 = a;
-    const float *a1 = a + (1 < m ? 1 : m - 1) * lda;
-    const float *a2 = a + (2 < m ? 2 : m - 1) * lda;
-    const float *a3 = a + (3 < m ? 3 : m - 1) * lda;
-    const float *a4 = a + (4 < m ? 4 : m - 1) * lda;
-    const float *a5 = a + (5 < m ? 5 : m - 1) * lda;
+    const float *a1 = a + (1 < avail ? 1 : avail - 1) * rs;
+    const float *a2 = a + (2 < avail ? 2 : avail - 1) * rs;
+    const float *a3 = a + (3 < avail ? 3 : avail - 1) * rs;
+    const float *a4 = a + (4 < avail ? 4 : avail - 1) * rs;
+    const float *a5 = a + (5 < avail ? 5 : avail - 1) * rs;
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -241,17 +248,17 @@ static void mha_f32_gemm_6x16__avx2(size_t m, size_t n, size_t k, const float *a
     do {                                                                              \
         __m256 b0 = _mm256_loadu_ps(b + (p) * NR), b1 = _mm256_loadu_ps(b + (p) * NR + 8); \
         __m256 av;                                                                    \
-        av = _mm256_broadcast_ss(a0 + (p));                                           \
+        av = _mm256_broadcast_ss(a0 + (p) * cs);                                      \
         c00 = _mm256_fmadd_ps(av, b0, c00), c01 = _mm256_fmadd_ps(av, b1, c01);       \
-        av = _mm256_broadcast_ss(a1 + (p));                                           \
+        av = _mm256_broadcast_ss(a1 + (p) * cs);                                      \
         c10 = _mm256_fmadd_ps(av, b0, c10), c11 = _mm256_fmadd_ps(av, b1, c11);       \
-        av = _mm256_broadcast_ss(a2 + (p));                                           \
+        av = _mm256_broadcast_ss(a2 + (p) * cs);                                      \
         c20 = _mm256_fmadd_ps(av, b0, c20), c21 = _mm256_fmadd_ps(av, b1, c21);       \
-        av = _mm256_broadcast_ss(a3 + (p));                                           \
+        av = _mm256_broadcast_ss(a3 + (p) * cs);                                      \
         c30 = _mm256_fmadd_ps(av, b0, c30), c31 = _mm256_fmadd_ps(av, b1, c31);       \
-        av = _mm256_broadcast_ss(a4 + (p));                                           \
+        av = _mm256_broadcast_ss(a4 + (p) * cs);                                      \
         c40 = _mm256_fmadd_ps(av, b0, c40), c41 = _mm256_fmadd_ps(av, b1, c41);       \
-        av = _mm256_broadcast_ss(a5 + (p));                                           \
+        av = _mm256_broadcast_ss(a5 + (p) * cs);                                      \
         c50 = _mm256_fmadd_ps(av, b0, c50), c51 = _mm256_fmadd_ps(av, b1, c51);       \
     } while (0)
     /* Unrolling by hand made gcc rotate accumulators and spill row pointers. */
@@ -294,6 +301,25 @@ static void mha_f32_gemm_6x16__avx2(size_t m, size_t n, size_t k, const float *a
             _mm256_maskstore_ps(cr + 8, mk1, v1);
         }
     }
+}
+
+static void mha_f32_gemm_6x16__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                                    const float *b, float *c, size_t ldc, const float *bias,
+                                    int accumulate)
+{
+    gemm_6x16(m, n, k, a, lda, 1, m, b, c, ldc, bias, accumulate);
+}
+
+static void mha_f32_gemm_pa_6x16__avx2(size_t m, size_t n, size_t k, const float *a,
+                                       const float *b, float *c, size_t ldc, const float *bias,
+                                       int accumulate)
+{
+    gemm_6x16(m, n, k, a, 1, MR, MR, b, c, ldc, bias, accumulate);
+}
+
+static void mha_f32_pack_a_6__avx2(size_t m, size_t k, const float *src, size_t ld, float *dst)
+{
+    mha_pack_a_generic(MR, m, k, src, ld, dst);
 }
 
 static void mha_f32_pack_b_nk_16__avx2(size_t n, size_t k, const float *src, size_t ld,
@@ -532,4 +558,6 @@ const mha_kernels mha_kernels_avx2 = {
     .f32_dot_rows = mha_f32_dot_rows_8__avx2,
     .f32_axpy_rows = mha_f32_axpy_rows_2__avx2,
     .f32_tanh = mha_f32_tanh__avx2,
+    .f32_gemm_pa = mha_f32_gemm_pa_6x16__avx2,
+    .f32_pack_a = mha_f32_pack_a_6__avx2,
 };

@@ -180,21 +180,30 @@ static void mha_f32_mask_u8__avx512(float *x, const uint8_t *keep, size_t n)
     }
 }
 
-static void mha_f32_gemm_8x32__avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                                      const float *b, float *c, size_t ldc, const float *bias,
-                                      int accumulate)
+/* The 8x32 tile on A[r][p] = a[r*rs + p*cs]: unpacked (rs = lda, cs = 1) or one
+ * packed micro-panel (rs = 1, cs = MR). Rows r >= avail read row avail-1 (valid
+ * memory); rows past m are never stored. Inlined into both entries so that the
+ * packed one gets constant offsets from one pointer. */
+static inline __attribute__((always_inline)) void
+gemm_8x32(size_t m, size_t n, size_t k, const float *a, size_t rs, size_t cs, size_t avail,
+          const float *b, float *c, size_t ldc, const float *bias, int accumulate)
 {
     if (m == 0 || n == 0)
         return;
-    /* Rows past m read row m-1 (valid memory) and are never stored. */
+    /* C rows are far apart (and far away when a caller blocks k): start loading
+     * them now (for the stores too) so that they are in L1 when the k loop ends. */
+    for (size_t r = 0; r < m; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+    }
     const float *a0 = a;
-    const float *a1 = a + (1 < m ? 1 : m - 1) * lda;
-    const float *a2 = a + (2 < m ? 2 : m - 1) * lda;
-    const float *a3 = a + (3 < m ? 3 : m - 1) * lda;
-    const float *a4 = a + (4 < m ? 4 : m - 1) * lda;
-    const float *a5 = a + (5 < m ? 5 : m - 1) * lda;
-    const float *a6 = a + (6 < m ? 6 : m - 1) * lda;
-    const float *a7 = a + (7 < m ? 7 : m - 1) * lda;
+    const float *a1 = a + (1 < avail ? 1 : avail - 1) * rs;
+    const float *a2 = a + (2 < avail ? 2 : avail - 1) * rs;
+    const float *a3 = a + (3 < avail ? 3 : avail - 1) * rs;
+    const float *a4 = a + (4 < avail ? 4 : avail - 1) * rs;
+    const float *a5 = a + (5 < avail ? 5 : avail - 1) * rs;
+    const float *a6 = a + (6 < avail ? 6 : avail - 1) * rs;
+    const float *a7 = a + (7 < avail ? 7 : avail - 1) * rs;
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps();
     __m512 c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps();
@@ -205,7 +214,7 @@ static void mha_f32_gemm_8x32__avx512(size_t m, size_t n, size_t k, const float 
     __m512 c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
 #define ROW(ap, x0, x1)                                                   \
     do {                                                                  \
-        __m512 av = _mm512_set1_ps((ap)[p]);                              \
+        __m512 av = _mm512_set1_ps((ap)[p * cs]);                         \
         x0 = _mm512_fmadd_ps(av, b0, x0), x1 = _mm512_fmadd_ps(av, b1, x1); \
     } while (0)
 #define STEP(pp)                                                          \
@@ -250,6 +259,20 @@ static void mha_f32_gemm_8x32__avx512(size_t m, size_t n, size_t k, const float 
         _mm512_mask_storeu_ps(cr, mk0, v0);
         _mm512_mask_storeu_ps(cr + 16, mk1, v1);
     }
+}
+
+static void mha_f32_gemm_8x32__avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                                      const float *b, float *c, size_t ldc, const float *bias,
+                                      int accumulate)
+{
+    gemm_8x32(m, n, k, a, lda, 1, m, b, c, ldc, bias, accumulate);
+}
+
+static void mha_f32_gemm_pa_8x32__avx512(size_t m, size_t n, size_t k, const float *a,
+                                         const float *b, float *c, size_t ldc, const float *bias,
+                                         int accumulate)
+{
+    gemm_8x32(m, n, k, a, 1, MR, MR, b, c, ldc, bias, accumulate);
 }
 
 /* A transpose: the generic loop built with this unit's flags is enough (weights are
@@ -314,6 +337,31 @@ static void mha_f32_pack_b_kn_32__avx512(size_t n, size_t k, const float *src, s
             const float *s = src + p * ld + j0;
             _mm512_storeu_ps(dst + p * NR, _mm512_maskz_loadu_ps(m0, s));
             _mm512_storeu_ps(dst + p * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+        }
+    }
+}
+
+/* Micro-panels two at a time: 16 rows x 16 columns transposed in registers give
+ * 16 k-steps of 16 rows, whose halves are the k-steps of the two panels. Rows past
+ * m load as zeros, which is the padding the contract asks for. */
+static void mha_f32_pack_a_8__avx512(size_t m, size_t k, const float *src, size_t ld, float *dst)
+{
+    for (size_t i0 = 0; i0 < m; i0 += 2 * MR, dst += 2 * k * MR) {
+        const size_t h = m - i0 < 2 * MR ? m - i0 : 2 * MR;
+        const float *s = src + i0 * ld;
+        float *d0 = dst, *d1 = dst + k * MR;
+        for (size_t p0 = 0; p0 < k; p0 += 16) {
+            const size_t w = k - p0 < 16 ? k - p0 : 16;
+            const __mmask16 mk = tail_mask(w);
+            __m512 r[16];
+            for (size_t i = 0; i < 16; i++)
+                r[i] = i < h ? _mm512_maskz_loadu_ps(mk, s + i * ld + p0) : _mm512_setzero_ps();
+            transpose_16x16(r);
+            for (size_t j = 0; j < w; j++) {
+                _mm256_storeu_ps(d0 + (p0 + j) * MR, _mm512_castps512_ps256(r[j]));
+                if (h > MR)
+                    _mm256_storeu_ps(d1 + (p0 + j) * MR, _mm512_extractf32x8_ps(r[j], 1));
+            }
         }
     }
 }
@@ -563,4 +611,6 @@ const mha_kernels mha_kernels_avx512 = {
     .f32_dot_rows = mha_f32_dot_rows_8__avx512,
     .f32_axpy_rows = mha_f32_axpy_rows_2__avx512,
     .f32_tanh = mha_f32_tanh__avx512,
+    .f32_gemm_pa = mha_f32_gemm_pa_8x32__avx512,
+    .f32_pack_a = mha_f32_pack_a_8__avx512,
 };
