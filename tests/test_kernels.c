@@ -8,6 +8,14 @@
  * of [-104, 0] natively: avx2 and avx512 0.889 ulp (x = -38.45), scalar 1.188 ulp
  * (x = -59.95, no FMA); neon on a strided sample under qemu: see the test output.
  * The bound asserted is EXP_MAX_ULP.
+ *
+ * tanh: special values (+-0, +-inf, NaN, denormals and tiny x give x, saturation to
+ * +-1), every length to 300 unaligned and in place, and the max ulp error over a
+ * strided sample of [-10, 10] with tanh(-x) == -tanh(x) to the bit. Measured over
+ * every finite float (MHA_TEST_TANH_SWEEP_ALL=1, tens of minutes on a busy host):
+ * avx2 and avx512 1.371 ulp (|x| = 0.63022), scalar 1.343 ulp (|x| = 0.63255);
+ * every SIMD table within 2 ulp of scalar. The bounds asserted are TANH_MAX_ULP
+ * and TANH_MAX_APART.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <float.h>
