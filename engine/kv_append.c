@@ -112,7 +112,7 @@ mha_status mha_kv_append(const mha_model *model, const mha_serve_plan *plan, con
         {args->key_src, cfg->kdim, &model->k, k, cfg->num_kv_heads * cfg->head_dim_qk, T},
         {args->value_src, cfg->vdim, &model->v, v, cfg->num_kv_heads * cfg->head_dim_v, T},
     };
-    mha_gemm_run(model->kern, jobs, 2, plan->threads);
+    mha_gemm_run(model->kern, jobs, 2, plan->threads, (float *)(ws + plan->ws_threads));
     serve_append_store(plan, batch, &c, args->slots, k, v);
     return MHA_OK;
 }

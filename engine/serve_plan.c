@@ -111,6 +111,17 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
         pre = round_to(SERVE_BK, nr) * d->dk + SERVE_BK * ldo + SERVE_BK * dmax +
               p->bq * SERVE_BK + pre_rows * (ldo + 2 + d->dk) + 16 * 8;
     p->thread_floats = (size_t)round_to(dec > pre ? dec : pre, 16);
+    if (a->model) {
+        /* The projections (layer step, append) and the output projection pack
+         * their A rows into the thread slices, free while they run. */
+        const mha_config *mc = &a->model->cfg;
+        const int64_t ks[4] = {mc->embed_dim, mc->kdim, mc->vdim, p->ncat};
+        for (int i = 0; i < 4; i++) {
+            size_t f = mha_gemm_pack_floats(kern, p->total_rows, ks[i]);
+            if (f > p->thread_floats)
+                p->thread_floats = f;
+        }
+    }
 
     /* Workspace: projections (with a model), append bitmap, states, threads.
      * Every slice in floats, checked, then laid out. */

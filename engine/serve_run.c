@@ -67,7 +67,8 @@ mha_status mha_serve_layer(const mha_model *model, const mha_serve_plan *plan, c
         {args->x, cfg->embed_dim, &model->k, k, G * dk, T},
         {args->x, cfg->embed_dim, &model->v, v, G * dv, T},
     };
-    mha_gemm_run(kern, proj, 3, plan->threads);
+    float *pack = (float *)(ws + plan->ws_threads); /* thread slices, free until the attention */
+    mha_gemm_run(kern, proj, 3, plan->threads, pack);
     serve_append_store(plan, batch, &c, NULL, k, v);
 
     /* The scale is folded into W_q; heads go to the concatenation (or straight
@@ -78,7 +79,7 @@ mha_status mha_serve_layer(const mha_model *model, const mha_serve_plan *plan, c
     serve_attend(kern, plan, batch, &c, q, qs, 1.0f, cat, os, NULL, ws);
     if (proj_out) {
         mha_gemm_job job = {cat, H * dv, &model->o, args->out, cfg->out_dim, T};
-        mha_gemm_run(kern, &job, 1, plan->threads);
+        mha_gemm_run(kern, &job, 1, plan->threads, pack); /* free again */
     }
     return MHA_OK;
 }
