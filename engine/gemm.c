@@ -111,8 +111,9 @@ void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, 
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float *mine = pack + (size_t)omp_get_thread_num() * stride;
-        /* Row-block-major: consecutive tasks of a thread read the same rows of A. */
-#pragma omp for schedule(static)
+        /* Dynamic: on a shared machine a thread that lost its core would hold up
+         * the others; the result does not depend on which thread runs a task. */
+#pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < total; t++) {
             int j = njobs - 1;
             while (first[j] > t)
