@@ -198,6 +198,16 @@ static int64_t key_end(const mha_attn_problem *p, int64_t b, int64_t i0, int64_t
     return end < 0 ? 0 : end;
 }
 
+/* How many of keys [j0, j0 + n) rows [i, i + rows) may see at most: n, or fewer
+ * under a causal mask. */
+static int64_t group_keys(const mha_attn_problem *p, int64_t i, int64_t rows, int64_t j0, int64_t n)
+{
+    if (p->mask->causal == MHA_CAUSAL_NONE)
+        return n;
+    int64_t last = i + rows - 1 + causal_offset(p) + 1 - j0; /* first key hidden from row i + rows - 1 */
+    return last < 0 ? 0 : last < n ? last : n;
+}
+
 /* Applies the masks to keys [j0, j0 + n) of row i of the (already scaled) score
  * block and returns how many of them come before the causal cut: the caller
  * gives the keys past it weight 0 directly. (Writing -inf there and taking its
@@ -311,14 +321,16 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
 
     for (int64_t kb = 0; kb < kend; kb += t->bk) {
         const int64_t nk = kend - kb < t->bk ? kend - kb : t->bk;
-        /* S = Q K^T over this key block. */
+        /* S = Q K^T over this key block, each row group only as far as its last
+         * row sees (the causal diagonal: the rest is given weight 0 anyway). */
         for (int64_t c = 0; c < nk; c += nr) {
             const float *panel = kp + (size_t)((kb + c) * s->dk);
             int64_t n = nk - c < nr ? nk - c : nr;
             for (int64_t r = 0; r < mq; r += mr)
-                kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
-                               q + r * ldq, (size_t)ldq, panel, S + r * t->bk + c, (size_t)t->bk,
-                               NULL, 0);
+                if (c < group_keys(p, i0 + r, mr, kb, nk))
+                    kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
+                                   q + r * ldq, (size_t)ldq, panel, S + r * t->bk + c, (size_t)t->bk,
+                                   NULL, 0);
         }
         for (int64_t r = 0; r < mq; r++) {
             int64_t vis = apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
@@ -329,9 +341,9 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
             const float *panel = vp + (size_t)(c * s->len_k + kb * nr);
             int64_t n = s->dv - c < nr ? s->dv - c : nr;
             for (int64_t r = 0; r < mq; r += mr)
-                kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)nk,
-                               S + r * t->bk, (size_t)t->bk, panel, O + r * ldo + c, (size_t)ldo,
-                               NULL, 1);
+                kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n,
+                               (size_t)group_keys(p, i0 + r, mr, kb, nk), S + r * t->bk, (size_t)t->bk,
+                               panel, O + r * ldo + c, (size_t)ldo, NULL, 1);
         }
     }
     for (int64_t r = 0; r < mq; r++)
