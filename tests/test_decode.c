@@ -18,8 +18,8 @@ START_TEST(test_decode)
     /* {H, G, Lq, explicit causal offset, K/V layout} */
     const int64_t cases[][5] = {{8, 2, 1, 0, L_DENSE},  {8, 2, 4, 0, L_BLHD}, {4, 4, 3, 1, L_DENSE},
                                 {16, 1, 2, 1, L_BLHD},  {4, 4, 1, 0, L_BLHD}, {4, 4, 1, 1, L_DENSE},
-                                {128, 1, 4, 0, L_DENSE}};
-    for (int c = 0; c < 7; c++) {
+                                {12, 3, 2, 0, L_BLHD},  {128, 1, 4, 0, L_DENSE}};
+    for (int c = 0; c < 8; c++) {
         const int64_t H = cases[c][0], G = cases[c][1], Lq = cases[c][2], d = cases[c][0] == 128 ? 8 : 24;
         const int kvl = (int)cases[c][4];
         prob p;
