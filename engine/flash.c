@@ -99,7 +99,7 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.s_floats = floats_aligned(t.bq * t.bk);
     t.o_floats = floats_aligned(t.bq * t.ldo);
     t.ml_floats = floats_aligned(t.bq);
-    t.qs_floats = floats_aligned(t.bq * s->dk);
+    t.qs_floats = floats_aligned(t.bq * s->dk); /* Q packed: bq is a multiple of mr */
     t.cat_floats = fused ? floats_aligned(t.tq * s->heads * s->dv) : 0;
     t.thread_floats = t.s_floats + t.o_floats + 2 * t.ml_floats + t.qs_floats + t.cat_floats;
     t.groups_per_unit = fused ? s->kv_heads : 1;
@@ -314,8 +314,15 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         mrow[r] = -INFINITY;
         lrow[r] = 0.0f;
     }
-    int64_t ldq;
-    const float *q = scaled_q(kern, p, lrow + t->ml_floats, b, h, i0, mq, &ldq);
+    /* Q goes to the microkernel as packed micro-panels (the projections' mechanism;
+     * caller rows H*d floats apart would otherwise share L1 sets), scaled once per
+     * element. */
+    float *qp = lrow + t->ml_floats;
+    kern->f32_pack_a((size_t)mq, (size_t)s->dk,
+                     p->q + b * p->q_stride[0] + h * p->q_stride[1] + i0 * p->q_stride[2],
+                     (size_t)p->q_stride[2], qp);
+    if (p->scale != 1.0f)
+        kern->f32_scale(qp, p->scale, (size_t)(round_to(mq, mr) * s->dk));
     const float *vp = kp + t->k_floats;
     const int64_t kend = key_end(p, b, i0, mq);
 
@@ -328,15 +335,15 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
             int64_t n = nk - c < nr ? nk - c : nr;
             for (int64_t r = 0; r < mq; r += mr)
                 if (c < group_keys(p, i0 + r, mr, kb, nk))
-                    kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
-                                   q + r * ldq, (size_t)ldq, panel, S + r * t->bk + c, (size_t)t->bk,
-                                   NULL, 0);
+                    kern->f32_gemm_pa((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)s->dk,
+                                      qp + r * s->dk, panel, S + r * t->bk + c, (size_t)t->bk, NULL, 0);
         }
         for (int64_t r = 0; r < mq; r++) {
             int64_t vis = apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
             softmax_step(kern, S + r * t->bk, vis, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
         }
-        /* O += P V over this key block. */
+        /* O += P V over this key block (P read in place: packing it cost more
+         * than it saved, measured). */
         for (int64_t c = 0; c < s->dv; c += nr) {
             const float *panel = vp + (size_t)(c * s->len_k + kb * nr);
             int64_t n = s->dv - c < nr ? s->dv - c : nr;
