@@ -18,6 +18,19 @@ mha_status mha_attention_workspace_size(const mha_attention_args *args, size_t *
                : MHA_ERR_OVERFLOW;
 }
 
+mha_status mha_attention_workspace_bound(const mha_attention_shape *shape, size_t *bytes)
+{
+    mha_shape s;
+    if (!bytes)
+        return MHA_ERR_NULL_POINTER;
+    mha_status st = mha_attention_shape_check(shape, &s);
+    if (st != MHA_OK)
+        return st;
+    return mha_attention_scratch_bound(mha_kernels_active(), &s, false, mha_threads(shape->num_threads), bytes)
+               ? MHA_OK
+               : MHA_ERR_OVERFLOW;
+}
+
 mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t workspace_bytes)
 {
     mha_shape s;

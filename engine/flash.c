@@ -141,36 +141,102 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     return t;
 }
 
+/* Threads a run of t uses: no more than it has tasks (decoding: its key chunks;
+ * otherwise a round's tasks, or a round's groups to pack). */
+static int threads_used(const tiles *t, const mha_shape *s, int threads)
+{
+    if (t->direct)
+        return mha_threads_for(threads, s->batch * s->kv_heads * t->chunks);
+    int64_t groups = t->units_per_round * t->groups_per_unit,
+            tasks = t->units_per_round * t->tasks_per_unit;
+    return mha_threads_for(threads, tasks > groups ? tasks : groups);
+}
+
+/* Bytes of packed K and V one round holds. Sized by the bound (every unit, and at
+ * most the budget or one unit) rather than this shape's exact round, so that the
+ * size is monotone in the shape. */
+static int64_t kv_round_bytes(const tiles *t)
+{
+    int64_t unit = t->groups_per_unit * (int64_t)(t->group_floats * sizeof(float));
+    int64_t kv = unit > KV_BUDGET ? unit : KV_BUDGET, all = t->units * unit;
+    return all < kv ? all : kv;
+}
+
+/* Bytes of decoding's per-row chunk states (and gathered heads). */
+static int64_t direct_state_bytes(const tiles *t)
+{
+    return (int64_t)((t->direct_floats + t->direct_cat_floats) * sizeof(float));
+}
+
+/* fixed + threads per-thread slices + alignment slack, into *bytes. */
+static bool scratch_total(int64_t fixed, int threads, size_t thread_floats, size_t *bytes)
+{
+    int64_t per, total;
+    if (!mha_mul(threads, (int64_t)(thread_floats * sizeof(float)), &per) ||
+        !mha_add(fixed, per + MHA_ALIGN, &total) || total > MHA_MAX_BYTES)
+        return false;
+    *bytes = (size_t)total;
+    return true;
+}
+
+/* Bounds the packed sizes before tiles_for multiplies: K and V may be broadcast
+ * with zero strides, so the callers' extents do not bound them. */
+static bool shape_fits(const mha_kernels *kern, const mha_shape *s)
+{
+    int64_t nr = (int64_t)kern->gemm_nr, n;
+    return mha_mul3(s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &n) && n <= MHA_MAX_ELEMS &&
+           mha_mul3(s->heads, s->dv, 64 + nr, &n) && n <= MHA_MAX_ELEMS &&
+           mha_mul3(s->batch * DECODE_ROWS, s->heads * (s->dv + nr + 2),
+                    (s->len_k + DECODE_CHUNK - 1) / DECODE_CHUNK + 1, &n) &&
+           n <= MHA_MAX_ELEMS;
+}
+
 bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bool fused,
                                  int threads, size_t *bytes)
 {
-    /* Bound the packed sizes before tiles_for multiplies: K and V may be broadcast
-     * with zero strides, so the callers' extents do not bound them. */
-    int64_t nr = (int64_t)kern->gemm_nr, kv, per;
-    if (!mha_mul3(s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &kv) || kv > MHA_MAX_ELEMS ||
-        !mha_mul3(s->heads, s->dv, 64 + nr, &per) || per > MHA_MAX_ELEMS ||
-        !mha_mul3(s->batch * DECODE_ROWS, s->heads * (s->dv + nr + 2),
-                  (s->len_k + DECODE_CHUNK - 1) / DECODE_CHUNK + 1, &per) ||
-        per > MHA_MAX_ELEMS)
+    if (!shape_fits(kern, s))
         return false;
-    tiles t = tiles_for(kern, s, fused);
-    /* A round holds units_per_round units: at most every unit, and at most the
-     * budget or one unit. Sizing by that bound rather than by this shape's exact
-     * round keeps the size monotone in the shape, so a workspace sized for a
-     * shape serves every smaller one. */
-    int64_t unit = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float)), all;
-    if (!mha_mul(t.units, unit, &all))
+    const tiles t = tiles_for(kern, s, fused);
+    /* Decoding packs nothing: its scratch is the chunk states, not K and V. */
+    int64_t fixed = t.direct ? direct_state_bytes(&t) : kv_round_bytes(&t);
+    return scratch_total(fixed, threads_used(&t, s, threads), t.thread_floats, bytes);
+}
+
+/* The tiles stop depending on the query rows (B * Lq) from this many on: bq is 64
+ * from 512 rows, the fused task height 4 * bq from 2048. */
+#define ROWS_SATURATE 2048
+
+bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bool fused,
+                                 int threads, size_t *bytes)
+{
+    if (!shape_fits(kern, s))
         return false;
-    kv = unit > KV_BUDGET ? unit : KV_BUDGET;
-    if (all < kv)
-        kv = all;
-    if (!mha_mul(threads, (int64_t)(t.thread_floats * sizeof(float)), &per) ||
-        !mha_add(kv, per + MHA_ALIGN, &kv) ||
-        !mha_add(kv, (int64_t)((t.direct_cat_floats + t.direct_floats) * sizeof(float)), &kv) ||
-        kv > MHA_MAX_ELEMS)
-        return false;
-    *bytes = (size_t)kv;
-    return true;
+    /* Per-thread slices depend on the query rows through the tile sizes, not
+     * monotonically: take the largest over every smaller row count. */
+    size_t per = 0;
+    const int64_t rows = s->batch * s->len_q < ROWS_SATURATE ? s->batch * s->len_q : ROWS_SATURATE;
+    for (int64_t r = 1; r <= rows; r++) {
+        mha_shape rs = *s;
+        rs.batch = 1;
+        rs.len_q = r;
+        size_t f = tiles_for(kern, &rs, fused).thread_floats;
+        per = f > per ? f : per;
+    }
+    /* A smaller call packs K and V (prefill), or decodes with at most
+     * min(Lq, DECODE_ROWS) rows, as many as the group row limit allows. */
+    const tiles t = tiles_for(kern, s, fused);
+    int64_t fixed = t.direct ? 0 : kv_round_bytes(&t);
+    mha_shape ds = *s;
+    const int64_t per_group = s->heads / s->kv_heads;
+    ds.len_q = s->len_q < DECODE_ROWS ? s->len_q : DECODE_ROWS;
+    if (ds.len_q * per_group > DECODE_GROUP_ROWS)
+        ds.len_q = DECODE_GROUP_ROWS / per_group;
+    if (ds.len_q > 0) {
+        const tiles dt = tiles_for(kern, &ds, fused);
+        int64_t states = direct_state_bytes(&dt);
+        fixed = states > fixed ? states : fixed;
+    }
+    return scratch_total(fixed, threads, per, bytes);
 }
 
 /* Row i may see keys j <= i + causal_offset; clamped to where it still matters, so
@@ -524,14 +590,15 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
 /* Decoding: tasks over (batch, key chunk, kv head), then each row's chunks merged;
  * with the output projection, the few rows' heads are projected at the end. */
 static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
-                       float *per_thread, float *states, float *cat, int threads)
+                       float *per_thread, float *states, float *cat, int used, int threads)
 {
     const mha_shape *s = &p->s;
     const int64_t per_group = s->heads / s->kv_heads, rows = per_group * s->len_q;
     const int64_t tasks = s->batch * s->kv_heads * t->chunks, ncat = s->heads * s->dv;
-    /* states[((b*G + g)*rows + r)*chunks + c]: a row's chunks side by side. */
-    threads = mha_threads_for(threads, tasks);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+    /* states[((b*G + g)*rows + r)*chunks + c]: a row's chunks side by side. The
+     * attention runs on `used` threads (one slice each); the projection after it
+     * on as many as the call allows. */
+#pragma omp parallel num_threads(used) if (used > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
 #pragma omp for schedule(dynamic, 1)
@@ -565,18 +632,17 @@ static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch, int threads)
 {
     const tiles t = tiles_for(kern, &p->s, p->out_proj != NULL);
-    float *kv = (float *)(((uintptr_t)scratch + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
-    float *per_thread = kv + (size_t)(t.units_per_round * t.groups_per_unit) * t.group_floats;
+    float *base = (float *)(((uintptr_t)scratch + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
+    const int used = threads_used(&t, &p->s, threads); /* as mha_attention_scratch_bytes sized */
     if (t.direct) {
-        float *states = per_thread + (size_t)threads * t.thread_floats;
-        run_direct(kern, p, &t, per_thread, states, states + t.direct_floats, threads);
+        float *states = base + (size_t)used * t.thread_floats;
+        run_direct(kern, p, &t, base, states, states + t.direct_floats, used, threads);
         return;
     }
+    float *kv = base;
+    float *per_thread = kv + (size_t)(t.units_per_round * t.groups_per_unit) * t.group_floats;
 
-    const int64_t round_groups = t.units_per_round * t.groups_per_unit,
-                  round_tasks = t.units_per_round * t.tasks_per_unit;
-    threads = mha_threads_for(threads, round_tasks > round_groups ? round_tasks : round_groups);
-#pragma omp parallel num_threads(threads) if (threads > 1)
+#pragma omp parallel num_threads(used) if (used > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t.thread_floats;
         for (int64_t u0 = 0; u0 < t.units; u0 += t.units_per_round) {

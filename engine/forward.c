@@ -17,8 +17,10 @@ typedef struct fwd_layout {
     size_t pack_floats;                /* one thread's A-packing buffer */
 } fwd_layout;
 
+/* bound: size the attention scratch for every call no larger (the size query),
+ * rather than for this call exactly. */
 static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int64_t lk, int threads,
-                             fwd_layout *l)
+                             bool bound, fwd_layout *l)
 {
     const mha_config *c = &m->cfg;
     mha_shape s = {batch, c->num_heads, c->num_kv_heads, lq, lk, c->head_dim_qk, c->head_dim_v};
@@ -29,7 +31,8 @@ static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int6
         nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
     size_t attn;
-    if (!mha_attention_scratch_bytes(m->kern, &s, c->has_out_proj, threads, &attn))
+    if (!(bound ? mha_attention_scratch_bound : mha_attention_scratch_bytes)(m->kern, &s, c->has_out_proj,
+                                                                             threads, &attn))
         return MHA_ERR_OVERFLOW;
     size_t pq = mha_gemm_pack_floats(m->kern, batch * lq, c->embed_dim),
            pk = mha_gemm_pack_floats(m->kern, batch * lk, c->kdim),
@@ -57,7 +60,7 @@ mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch, int
     if (len_k == 0) /* self-attention, as mha_forward sees it */
         len_k = len_q;
     fwd_layout l;
-    mha_status st = layout_for(model, batch, len_q, len_k, mha_threads(num_threads), &l);
+    mha_status st = layout_for(model, batch, len_q, len_k, mha_threads(num_threads), true, &l);
     if (st == MHA_OK)
         *bytes = l.total;
     return st;
@@ -77,7 +80,7 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
     const mha_config *c = &model->cfg;
     int threads = mha_threads(a->num_threads);
     fwd_layout l;
-    st = layout_for(model, a->batch, a->len_q, lk, threads, &l);
+    st = layout_for(model, a->batch, a->len_q, lk, threads, false, &l);
     if (st != MHA_OK)
         return st;
     if (!workspace || workspace_bytes < l.total)

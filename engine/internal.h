@@ -66,6 +66,8 @@ size_t mha_mask_bytes(const mha_mask_tensor *t, size_t elem, const mha_shape *s)
 mha_status mha_forward_check(const mha_config *c, const mha_forward_args *a, int64_t *len_k);
 
 mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, float *scale);
+/* The same checks of a shape alone (dimensions, threads, mask kinds, sizes). */
+mha_status mha_attention_shape_check(const mha_attention_shape *a, mha_shape *shape);
 
 /* ------------------------------------------------------------------ model */
 
@@ -123,8 +125,13 @@ typedef struct mha_attn_problem {
     float *final_out;
 } mha_attn_problem;
 
-/* Scratch bytes of mha_attention_run; false if the size overflows. */
+/* Scratch bytes of mha_attention_run for this shape: what the path it takes needs
+ * (decoding packs nothing); false if the size overflows. */
 bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bool fused,
+                                 int threads, size_t *bytes);
+/* Scratch bytes that serve every call of this or a smaller shape (each dimension
+ * no larger) on at most `threads` threads, whichever path it takes. */
+bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bool fused,
                                  int threads, size_t *bytes);
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);

@@ -119,19 +119,56 @@ mha_status mha_mask_check(const mha_mask *m, const mha_shape *s)
     return st;
 }
 
+/* The dimensions of an attention shape (num_kv_heads 0 = H) and the thread count. */
+static mha_status dims_check(int64_t num_kv_heads, const mha_shape *s, int num_threads)
+{
+    if (s->batch <= 0 || s->heads <= 0 || num_kv_heads < 0 || s->len_q <= 0 || s->len_k <= 0 ||
+        s->dk <= 0 || s->dv <= 0)
+        return MHA_ERR_BAD_SIZE;
+    if (s->heads % s->kv_heads != 0)
+        return MHA_ERR_HEADS;
+    if (!mha_threads_valid(num_threads))
+        return MHA_ERR_THREADS;
+    return MHA_OK;
+}
+
+/* Zero strides let huge logical tensors sit in a few bytes; the dense copies
+ * (packed K/V, the reference's) must still be addressable. */
+static mha_status dense_check(const mha_shape *s)
+{
+    int64_t bh, bg, dense_q, dense_kv;
+    if (!mha_mul(s->batch, s->heads, &bh) || !mha_mul(s->batch, s->kv_heads, &bg) ||
+        !mha_mul3(bh, s->len_q, s->dk, &dense_q) || dense_q > MHA_MAX_ELEMS ||
+        !mha_mul3(bg, s->len_k, s->dk + s->dv, &dense_kv) || dense_kv > MHA_MAX_ELEMS)
+        return MHA_ERR_OVERFLOW;
+    return MHA_OK;
+}
+
+mha_status mha_attention_shape_check(const mha_attention_shape *a, mha_shape *shape)
+{
+    if (!a)
+        return MHA_ERR_NULL_POINTER;
+    mha_shape s = {a->batch, a->num_heads, a->num_kv_heads ? a->num_kv_heads : a->num_heads,
+                   a->len_q, a->len_k, a->head_dim_qk, a->head_dim_v};
+    mha_status st = dims_check(a->num_kv_heads, &s, a->num_threads);
+    if (st == MHA_OK && (a->masks & ~(unsigned)MHA_MASK_ALL) != 0)
+        st = MHA_ERR_MASK;
+    if (st == MHA_OK)
+        st = dense_check(&s);
+    if (st == MHA_OK)
+        *shape = s;
+    return st;
+}
+
 mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, float *scale)
 {
     if (!a || !a->q || !a->k || !a->v || !a->out)
         return MHA_ERR_NULL_POINTER;
     mha_shape s = {a->batch, a->num_heads, a->num_kv_heads ? a->num_kv_heads : a->num_heads,
                    a->len_q, a->len_k, a->head_dim_qk, a->head_dim_v};
-    if (s.batch <= 0 || s.heads <= 0 || a->num_kv_heads < 0 || s.len_q <= 0 || s.len_k <= 0 ||
-        s.dk <= 0 || s.dv <= 0)
-        return MHA_ERR_BAD_SIZE;
-    if (s.heads % s.kv_heads != 0)
-        return MHA_ERR_HEADS;
-    if (!mha_threads_valid(a->num_threads))
-        return MHA_ERR_THREADS;
+    mha_status st = dims_check(a->num_kv_heads, &s, a->num_threads);
+    if (st != MHA_OK)
+        return st;
     if (!isfinite(a->scale))
         return MHA_ERR_SCALE;
     for (int i = 0; i < 3; i++)
@@ -145,14 +182,9 @@ mha_status mha_attention_check(const mha_attention_args *a, mha_shape *shape, fl
         return MHA_ERR_OVERFLOW;
     if (!mha_strided_disjoint(a->out_stride, s.batch, s.heads, s.len_q, s.dv))
         return MHA_ERR_STRIDE;
-    /* Zero strides let huge logical tensors sit in a few bytes; the dense copies
-     * (packed K/V, the reference's) must still be addressable. */
-    int64_t bh, bg, dense_q, dense_kv;
-    if (!mha_mul(s.batch, s.heads, &bh) || !mha_mul(s.batch, s.kv_heads, &bg) ||
-        !mha_mul3(bh, s.len_q, s.dk, &dense_q) || dense_q > MHA_MAX_ELEMS ||
-        !mha_mul3(bg, s.len_k, s.dk + s.dv, &dense_kv) || dense_kv > MHA_MAX_ELEMS)
-        return MHA_ERR_OVERFLOW;
-    mha_status st = mha_mask_check(&a->mask, &s);
+    st = dense_check(&s);
+    if (st == MHA_OK)
+        st = mha_mask_check(&a->mask, &s);
     if (st != MHA_OK)
         return st;
     size_t ob = (size_t)eo * sizeof(float);

@@ -275,7 +275,11 @@ typedef struct mha_forward_args {
 /* Bytes of workspace mha_forward needs for this shape and thread count (len_k = 0
  * or len_q: self-attention). Shapes only, so it can size workspaces at start-up: a
  * workspace sized for one shape serves any call whose batch, lengths and threads
- * are no larger (num_threads = 0 counts as its resolved default). */
+ * are no larger (num_threads = 0 counts as its resolved default), with any masks.
+ * It grows as 4*B*(Lq*H*d_k + Lk*G*(d_k + d_v)) bytes for the projected Q, K and V,
+ * plus the attention workspace of mha_attention_workspace_bound with the packed K
+ * and V of a whole batch per unit (min(B*G*P, max(4 MiB, G*P))) and, per thread,
+ * 1024*H*d_v more bytes when the output projection is fused into the attention. */
 MHA_API mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch,
                                               int64_t len_q, int64_t len_k, int num_threads,
                                               size_t *bytes);
@@ -297,8 +301,19 @@ MHA_API mha_status mha_forward(const mha_model *model, const mha_forward_args *a
  * {L*H*d, d, H*d}; a key/value cache [B, L_max, G, d] filled up to Lk is stride
  * {L_max*G*d, d, G*d}. Strides must be >= 0; inputs may broadcast with a zero
  * stride, but no two output elements may share an address (MHA_ERR_STRIDE).
- * Up to 4 query rows (decoding) read K and V in place; longer queries pack them
- * into the workspace in rounds of a few MiB.
+ *
+ * Workspace. Decoding (Lq <= 4 and Lq*H/G <= 256) reads K and V in place, in
+ * chunks of 1024 keys; longer queries pack K and V of whole (batch, kv head)
+ * groups into the workspace, so their workspace grows with Lk. In bytes, with
+ * x' = x rounded up to the kernels' panel width nr (8 scalar and NEON, 16 AVX2,
+ * 32 AVX-512) and T the threads the call uses (at most num_threads, at most its
+ * tasks):
+ *   decoding:  4*B*H*Lq*ceil(Lk/1024)*(d_v' + 2)     + T*S + 64
+ *              (about 2 bytes per key and batch for H = 8, Lq = 1, d_v = 64)
+ *   otherwise: min(B*G*P, max(4 MiB, P))              + T*S + 64,
+ *              P = 4*(Lk'*d_k + Lk*d_v'): one group's packed K and V, about
+ *              4*(d_k + d_v') bytes per key (512 for d = 64)
+ *   S (per-thread tiles, independent of Lk) <= 4*(33000 + 288*d_k + 64*d_v').
  */
 typedef struct mha_attention_args {
     int64_t batch, num_heads, num_kv_heads; /* B, H, G (0 = H) */
@@ -312,8 +327,35 @@ typedef struct mha_attention_args {
     int num_threads; /* 0..MHA_MAX_THREADS, 0 = the default (threads section) */
 } mha_attention_args;
 
-/* Bytes of workspace mha_attention needs for these arguments (all checked). */
+/* Bytes of workspace mha_attention needs for these arguments (all checked): what
+ * the path this call takes needs, by the law above. */
 MHA_API mha_status mha_attention_workspace_size(const mha_attention_args *args, size_t *bytes);
+
+/* Mask kinds the calls sized by a shape may use (bits of mha_attention_shape.masks). */
+enum {
+    MHA_MASK_CAUSAL = 1,      /* mask.causal != MHA_CAUSAL_NONE */
+    MHA_MASK_KEY_LENGTHS = 2, /* mask.key_lengths */
+    MHA_MASK_BOOL = 4,        /* mask.bool_mask */
+    MHA_MASK_FLOAT = 8,       /* mask.float_mask */
+    MHA_MASK_ALL = 15
+};
+
+/* The shape of attention calls, without tensors: for sizing workspaces before any
+ * buffer exists (a server's per-thread workspaces at start-up). */
+typedef struct mha_attention_shape {
+    int64_t batch, num_heads, num_kv_heads; /* B, H, G (0 = H) */
+    int64_t len_q, len_k, head_dim_qk, head_dim_v;
+    unsigned masks;  /* MHA_MASK_* bits of the mask kinds the calls may use; other bits
+                        MHA_ERR_MASK. No mask needs workspace today: the answer is the
+                        same for every value, which later versions keep covering. */
+    int num_threads; /* the largest num_threads of the calls, 0..MHA_MAX_THREADS */
+} mha_attention_shape;
+
+/* Bytes of workspace that serve every mha_attention call whose B, Lq, Lk, d_k, d_v
+ * and thread count are no larger than the shape's (same H and G), with any
+ * strides and masks of the kinds given, decoding or not: the larger of the two
+ * laws above, with T = the resolved num_threads. Shapes only: no tensor needed. */
+MHA_API mha_status mha_attention_workspace_bound(const mha_attention_shape *shape, size_t *bytes);
 /* `workspace`: at least the bytes the size query gave, any alignment, overlapping
  * neither the inputs, the masks nor the output. */
 MHA_API mha_status mha_attention(const mha_attention_args *args, void *workspace,
