@@ -423,41 +423,6 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
 }
 
-/* Prefetches rows [0, m) of n floats at stride ld into L2: decoding reads K and
- * V rows in place, and with token-major caches ([B, L, G, d], rows G*d floats
- * apart, often 4 KiB) every row starts a new page, where the hardware
- * prefetchers stop. */
-static void prefetch_rows(const float *rows, int64_t ld, int64_t m, int64_t n)
-{
-    for (int64_t r = 0; r < m; r++)
-        for (int64_t i = 0; i < n; i += 16)
-            __builtin_prefetch(rows + r * ld + i, 0, 1); /* 1: into L2, not L1 */
-}
-
-/* Share `part` of `parts` of the m rows at `rows`, prefetched. */
-static void prefetch_share(const float *rows, int64_t ld, int64_t m, int64_t n, int64_t part,
-                           int64_t parts)
-{
-    int64_t lo = m * part / parts, hi = m * (part + 1) / parts;
-    prefetch_rows(rows + lo * ld, ld, hi - lo, n);
-}
-
-/* The m rows of n floats at src (stride ld) as every query row of a group will
- * read them: in place when contiguous or read once, else copied to buf (stride
- * n). Rows a multiple of 4 KiB apart all fall in the same few L1 sets, so a
- * block read in place by several rows would come from L2 every time. */
-static const float *block_rows(const float *src, int64_t ld, int64_t m, int64_t n, bool shared,
-                               float *buf, int64_t *ld_out)
-{
-    *ld_out = ld;
-    if (!shared || ld == n)
-        return src;
-    for (int64_t r = 0; r < m; r++)
-        memcpy(buf + r * n, src + r * ld, (size_t)n * sizeof(float));
-    *ld_out = n;
-    return buf;
-}
-
 /* Decoding, one task: key chunk c of (b, g), for every query row of every head of
  * the group, reading K and V in place (packing them would cost as much as the
  * attention). Key blocks are the outer loop, small enough to stay in L1 while
@@ -501,16 +466,16 @@ static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, co
         const int64_t kp = kb + DECODE_AHEAD * bk;
         const int64_t np = rows > 1 && kp < k1 ? (k1 - kp < bk ? k1 - kp : bk) : 0;
         int64_t ldkb, ldvb;
-        const float *kblk = block_rows(k + kb * ldk, ldk, nb, s->dk, rows > 1, kbuf, &ldkb);
+        const float *kblk = mha_block_rows(k + kb * ldk, ldk, nb, s->dk, rows > 1, kbuf, &ldkb);
         for (int64_t r = 0; r < rows; r++) {
-            prefetch_share(k + kp * ldk, ldk, np, s->dk, r, rows);
+            mha_prefetch_share(k + kp * ldk, ldk, np, s->dk, r, rows);
             int64_t nk = kend[r] - kb < nb ? kend[r] - kb : nb;
             if (nk > 0)
                 kern->f32_dot_rows(q[r], kblk, (size_t)ldkb, (size_t)nk, (size_t)s->dk, S + r * bk);
         }
-        const float *vblk = block_rows(v + kb * ldv, ldv, nb, s->dv, rows > 1, vbuf, &ldvb);
+        const float *vblk = mha_block_rows(v + kb * ldv, ldv, nb, s->dv, rows > 1, vbuf, &ldvb);
         for (int64_t r = 0; r < rows; r++) {
-            prefetch_share(v + kp * ldv, ldv, np, s->dv, r, rows);
+            mha_prefetch_share(v + kp * ldv, ldv, np, s->dv, r, rows);
             int64_t nk = kend[r] - kb < nb ? kend[r] - kb : nb;
             if (nk <= 0)
                 continue;

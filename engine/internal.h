@@ -136,6 +136,17 @@ bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bo
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);
 
+/* Decoding reads K and V rows in place (engine/decode_rows.c). Prefetches into
+ * L2 share `part` of `parts` of the m rows of n floats at `rows` (stride ld): token-
+ * major caches put every row on a new page, where the hardware prefetchers stop. */
+void mha_prefetch_share(const float *rows, int64_t ld, int64_t m, int64_t n, int64_t part,
+                        int64_t parts);
+/* The m rows of n floats at src (stride ld) as several query rows will read them
+ * (shared): in place when contiguous or not shared, else copied to buf (stride n,
+ * *ld_out says which), since rows a multiple of 4 KiB apart share a few L1 sets. */
+const float *mha_block_rows(const float *src, int64_t ld, int64_t m, int64_t n, bool shared,
+                            float *buf, int64_t *ld_out);
+
 /* L2 bytes per core (detected once, with a default): sizes the attention tiles. */
 size_t mha_cache_l2_bytes(void);
 /* L1 data bytes per core (detected once, with a default): sizes the GEMM's k blocks. */

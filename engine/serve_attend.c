@@ -81,37 +81,60 @@ static const float *q_row(const ctx *x, int64_t t, int64_t h, float *buf)
     return buf;
 }
 
+/* A decode chunk for the rows of every head of kv group g. Keys go in blocks,
+ * small enough to stay in L1 while every row reads them (SERVE_DECODE_BLOCK; a
+ * lone row streams SERVE_DECODE_ALONE), strided blocks copied contiguous first,
+ * the block SERVE_AHEAD on prefetched in shares between the kernel calls (a
+ * paged cache's next block is anywhere: no hardware prefetcher follows), as
+ * engine/flash.c decodes. Scores of all rows first, then softmax and P V. */
 static void decode_task(const ctx *x, const serve_item *it, int64_t g, float *scratch)
 {
     const mha_shape *d = &x->p->dims;
     const serve_merge *mg = plan_merges(x->p) + it->merge;
     const int64_t pg = d->heads / d->kv_heads, ql = it->rows, rows = pg * ql, s = it->seq;
     const int64_t t0 = plan_q_start(x->p)[s], kl = plan_kv_len(x->p)[s];
+    const int64_t bk = rows > 1 ? SERVE_DECODE_BLOCK : SERVE_DECODE_ALONE;
     const size_t sf = x->p->state_floats;
-    float *S = scratch, *qs = S + SERVE_BK;
+    float *S = scratch, *qs = S + SERVE_DECODE_SCORES, *kbuf = qs + SERVE_GROUP_ROWS * d->dk;
+    float *vbuf = kbuf + SERVE_DECODE_BLOCK * d->dk;
     const float *q[SERVE_GROUP_ROWS];
     float *st[SERVE_GROUP_ROWS];
-    int64_t kend[SERVE_GROUP_ROWS];
+    int64_t kend[SERVE_GROUP_ROWS], kmax = 0;
     for (int64_t r = 0; r < rows; r++) {
         int64_t h = g * pg + r / ql, i = r % ql;
         q[r] = q_row(x, t0 + i, h, qs + r * d->dk);
         kend[r] = x->p->non_causal ? kl : kl - ql + i + 1;
+        kmax = kend[r] > kmax ? kend[r] : kmax;
         st[r] = x->states + (size_t)(mg->state0 + (h * ql + i) * mg->chunks + it->chunk) * sf;
         st[r][0] = -INFINITY;
         st[r][1] = 0.0f;
         memset(st[r] + 2, 0, (size_t)d->dv * sizeof(float));
     }
-    for (int64_t kb = it->key0; kb < it->key1;) {
-        const float *k, *v;
-        int64_t ldk, ldv, want = it->key1 - kb < SERVE_BK ? it->key1 - kb : SERVE_BK;
-        int64_t n = serve_kv_run(x->c, x->b, s, g, kb, want, &k, &v, &ldk, &ldv);
+    const int64_t end = it->key1 < kmax ? it->key1 : kmax; /* keys no row sees are never read */
+    for (int64_t kb = it->key0; kb < end;) {
+        const float *k, *v, *pk = NULL, *pv = NULL;
+        int64_t ldk, ldv, pldk = 0, pldv = 0, np = 0, ldkb, ldvb;
+        const int64_t n = serve_kv_run(x->c, x->b, s, g, kb, end - kb < bk ? end - kb : bk, &k, &v, &ldk, &ldv);
+        const int64_t kp = kb + SERVE_AHEAD * bk;
+        if (rows > 1 && kp < end)
+            np = serve_kv_run(x->c, x->b, s, g, kp, end - kp < bk ? end - kp : bk, &pk, &pv, &pldk, &pldv);
+        const float *kblk = mha_block_rows(k, ldk, n, d->dk, rows > 1, kbuf, &ldkb);
         for (int64_t r = 0; r < rows; r++) {
+            if (np)
+                mha_prefetch_share(pk, pldk, np, d->dk, r, rows);
+            int64_t nk = kend[r] - kb < n ? kend[r] - kb : n;
+            if (nk > 0)
+                x->kern->f32_dot_rows(q[r], kblk, (size_t)ldkb, (size_t)nk, (size_t)d->dk, S + r * bk);
+        }
+        const float *vblk = mha_block_rows(v, ldv, n, d->dv, rows > 1, vbuf, &ldvb);
+        for (int64_t r = 0; r < rows; r++) {
+            if (np)
+                mha_prefetch_share(pv, pldv, np, d->dv, r, rows);
             int64_t nk = kend[r] - kb < n ? kend[r] - kb : n;
             if (nk <= 0)
                 continue;
-            x->kern->f32_dot_rows(q[r], k, (size_t)ldk, (size_t)nk, (size_t)d->dk, S);
-            softmax_step(x->kern, S, nk, &st[r][0], &st[r][1], st[r] + 2, d->dv);
-            x->kern->f32_axpy_rows(S, v, (size_t)ldv, (size_t)nk, (size_t)d->dv, st[r] + 2);
+            softmax_step(x->kern, S + r * bk, nk, &st[r][0], &st[r][1], st[r] + 2, d->dv);
+            x->kern->f32_axpy_rows(S + r * bk, vblk, (size_t)ldvb, (size_t)nk, (size_t)d->dv, st[r] + 2);
         }
         kb += n;
     }

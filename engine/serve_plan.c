@@ -105,7 +105,7 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
     /* Per thread: decode needs the group's scaled Q rows and a score row;
      * prefill the packed K and V block, scores, and every head's O, m, l, Q. */
     const int64_t ldo = round_to(d->dv, nr), dmax = d->dk > d->dv ? d->dk : d->dv;
-    int64_t dec = round_to(SERVE_GROUP_ROWS * d->dk, 16) + SERVE_BK;
+    int64_t dec = SERVE_DECODE_SCORES + SERVE_GROUP_ROWS * d->dk + SERVE_DECODE_BLOCK * (d->dk + d->dv);
     int64_t pre = 0;
     if (any_prefill)
         pre = round_to(SERVE_BK, nr) * d->dk + SERVE_BK * ldo + SERVE_BK * dmax +
