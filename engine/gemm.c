@@ -76,19 +76,23 @@ typedef struct job_split {
     int64_t mc, row_blocks, cp, col_chunks;
 } job_split;
 
-static job_split split_job(const mha_kernels *kern, const mha_gemm_job *job, int threads)
+/* want: tasks this job should make. Rows are split first (each task packs only
+ * its own rows; blocks of at least 64 rows keep a W slice reused across 8
+ * micro-panels or more), then columns (each column chunk packs its rows again). */
+static job_split split_job(const mha_kernels *kern, const mha_gemm_job *job, int64_t want)
 {
     job_split s;
     const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr;
     const int64_t mc_max = block_m_max(kern, block_k(kern, job->w->k));
     const int64_t panels = (job->w->n + nr - 1) / nr;
+    int64_t by_rows = job->m / 64 < want ? job->m / 64 : want;
     s.row_blocks = (job->m + mc_max - 1) / mc_max;
+    if (by_rows > s.row_blocks)
+        s.row_blocks = by_rows;
     s.mc = round_to((job->m + s.row_blocks - 1) / s.row_blocks, mr);
     s.row_blocks = (job->m + s.mc - 1) / s.mc;
-    /* Enough tasks to balance the threads (4 per thread); with one thread, A is
-     * packed once per block. */
-    int64_t want = threads > 1 ? (4 * threads + s.row_blocks - 1) / s.row_blocks : 1;
-    s.col_chunks = want < panels ? want : panels;
+    int64_t chunks = (want + s.row_blocks - 1) / s.row_blocks;
+    s.col_chunks = chunks < panels ? chunks : panels;
     s.cp = (panels + s.col_chunks - 1) / s.col_chunks;
     s.col_chunks = (panels + s.cp - 1) / s.cp;
     return s;
@@ -100,8 +104,12 @@ void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, 
     job_split split[4];
     int64_t first[4] = {0}, total = 0;
     size_t stride = 0;
+    /* 3 tasks per thread over all the jobs: enough for the dynamic schedule to
+     * even out a thread that lost its core, few enough that A is rarely packed
+     * twice; with one thread, A is packed once per block. */
+    const int64_t want = threads > 1 ? (3 * (int64_t)threads + njobs - 1) / njobs : 1;
     for (int j = 0; j < njobs; j++) {
-        split[j] = split_job(kern, &jobs[j], threads);
+        split[j] = split_job(kern, &jobs[j], want);
         first[j] = total;
         total += split[j].row_blocks * split[j].col_chunks;
         size_t f = mha_gemm_pack_floats(kern, jobs[j].m, jobs[j].w->k);
