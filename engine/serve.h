@@ -20,6 +20,8 @@
 #define SERVE_DECODE_BLOCK 32
 #define SERVE_DECODE_ALONE 512
 #define SERVE_AHEAD 2
+/* Flops a thread must have for the plan to use it (about 20 us of work). */
+#define SERVE_WORK_PER_THREAD 2e6
 /* Query rows a task may hold (heads of the group x rows). */
 #define SERVE_GROUP_ROWS 256
 /* Score floats of a decode task: every row's block, or one lone row's. */

@@ -89,6 +89,7 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
 
     int64_t states = 0, pre_rows = 0, x;
     bool ok = true, any_prefill = false;
+    double pairs = 0.0;
     for (int64_t s = 0; s < n; s++) {
         int64_t ql = b->q_start[s + 1] - b->q_start[s], kl = b->kv_len[s];
         if (is_decode(d, ql)) {
@@ -101,7 +102,18 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
             any_prefill = true;
             pre_rows = pg * p->bq;
         }
+        pairs += (double)ql * (double)kl;
     }
+    /* A small batch runs on fewer threads: waking a thread costs more than a few
+     * microseconds of work saves (on a loaded machine, a scheduler time slice).
+     * Results do not depend on it. */
+    double work = pairs * 2.0 * (double)(d->heads * (d->dk + d->dv));
+    if (a->model)
+        work += 2.0 * (double)p->total_rows *
+                ((double)p->embed_dim * (double)(d->heads * d->dk + d->kv_heads * (d->dk + d->dv)) +
+                 (double)p->ncat * (double)p->out_dim);
+    if (work < (double)p->threads * SERVE_WORK_PER_THREAD)
+        p->threads = work < SERVE_WORK_PER_THREAD ? 1 : (int)(work / SERVE_WORK_PER_THREAD);
     /* Per thread: decode needs the group's scaled Q rows and a score row;
      * prefill the packed K and V block, scores, and every head's O, m, l, Q. */
     const int64_t ldo = round_to(d->dv, nr), dmax = d->dk > d->dv ? d->dk : d->dv;

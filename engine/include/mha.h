@@ -486,7 +486,9 @@ MHA_API mha_status mha_serve_plan_size(const mha_serve_plan_args *args, size_t *
  * up to 64 rows of one kv head's query heads, reading each key block once for
  * all of them; decodes (up to 4 rows) in key chunks of 1024 merged by LSE, the
  * heads of a kv group sharing each K/V read, so one long decode fills the cores.
- * It depends on the lengths only, never on the thread count. */
+ * It depends on the lengths only, never on the thread count. A batch too small to
+ * pay for waking threads (under about 2 MFLOP per thread) runs on fewer than
+ * num_threads (the results are the same bits). */
 MHA_API mha_status mha_serve_plan_create(const mha_serve_plan_args *args, void *storage,
                                          size_t storage_bytes, mha_serve_plan **plan);
 
