@@ -62,6 +62,7 @@ mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t
     memcpy(p.k_stride, args->k_stride, sizeof p.k_stride);
     memcpy(p.v_stride, args->v_stride, sizeof p.v_stride);
     memcpy(p.out_stride, args->out_stride, sizeof p.out_stride);
-    mha_attention_run(kern, &p, workspace, threads);
+    mha_attention_run(kern, &p, workspace, mha_threads_enter(args->num_threads)); /* <= threads */
+    mha_threads_leave();
     return MHA_OK;
 }

@@ -105,7 +105,10 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
         {ksrc, c->kdim, &model->k, k, nk, a->batch * lk},
         {vsrc, c->vdim, &model->v, v, nv, a->batch * lk},
     };
-    mha_gemm_run(model->kern, proj, 3, threads, (float *)(base + l.pack));
+    /* The workspace was checked for `threads`; the call may run on fewer when
+     * other calls are in flight (engine/threads.c). */
+    const int used = mha_threads_enter(a->num_threads);
+    mha_gemm_run(model->kern, proj, 3, used, (float *)(base + l.pack));
 
     mha_attn_problem p = {
         l.s, 1.0f, /* the scale is folded into W_q at model creation */
@@ -116,6 +119,7 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
         &a->mask,
         c->has_out_proj ? &model->o : NULL, a->out,
     };
-    mha_attention_run(model->kern, &p, base + l.attn, threads);
+    mha_attention_run(model->kern, &p, base + l.attn, used);
+    mha_threads_leave();
     return MHA_OK;
 }

@@ -157,8 +157,15 @@ static inline bool mha_threads_valid(int requested)
 {
     return requested >= 0 && requested <= MHA_MAX_THREADS;
 }
-/* Threads a call may run on (engine/threads.c): the request, or the default for 0. */
+/* Threads a call may run on (engine/threads.c): the request, or the default for 0.
+ * Size queries and workspace checks use it, so their answers never depend on
+ * other calls. */
 int mha_threads(int requested);
+/* The threads a call starting now runs on: at most mha_threads(requested); the
+ * default shares the processors among the calls in flight. Pair with
+ * mha_threads_leave when the call's work is done. */
+int mha_threads_enter(int requested);
+void mha_threads_leave(void);
 /* The thread count for `work` independent tasks: at most `threads`, at least 1. */
 static inline int mha_threads_for(int threads, int64_t work)
 {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "testutil.h"
 
 /* One small attention call, dense [B, H, L, d] tensors. */
@@ -148,6 +149,63 @@ START_TEST(test_threads_capped_by_work)
 }
 END_TEST
 
+/* The default divides the processors among the calls in flight (engine/threads.c):
+ * 4 server threads each asking for all of 2 cores doubled the median latency. */
+START_TEST(test_default_shared_by_calls_in_flight)
+{
+    const int all = mha_threads(0);
+    ck_assert_int_eq(mha_threads_enter(0), all);
+    mha_threads_leave();
+    int first = mha_threads_enter(0);  /* one call running... */
+    int second = mha_threads_enter(0); /* ...when a second starts */
+    int third = mha_threads_enter(3);  /* an explicit count is kept, and counted */
+    int fourth = mha_threads_enter(0);
+    mha_threads_leave();
+    mha_threads_leave();
+    mha_threads_leave();
+    mha_threads_leave();
+    ck_assert_int_eq(first, all);
+    ck_assert_int_eq(second, all / 2 > 0 ? all / 2 : 1);
+    ck_assert_int_eq(third, 3);
+    ck_assert_int_eq(fourth, all / 4 > 0 ? all / 4 : 1);
+    ck_assert_int_eq(mha_threads_enter(0), all); /* every call left: all again */
+    mha_threads_leave();
+}
+END_TEST
+
+/* A call made from inside the caller's own active parallel region (nested
+ * parallelism enabled) runs on its thread alone instead of starting a team per
+ * outer thread, and still computes the same result. */
+START_TEST(test_default_inside_parallel_region)
+{
+    omp_set_max_active_levels(2);
+    small_attn c[2];
+    small_attn_init(&c[0], 64, 64);
+    small_attn_init(&c[1], 64, 64);
+    ck_assert_int_eq(small_attn_run(&c[0], 1), MHA_OK);
+    float *serial = xmalloc(c[0].out_bytes);
+    memcpy(serial, c[0].out, c[0].out_bytes);
+    int inner[2] = {0, 0};
+    mha_status st[2] = {MHA_OK, MHA_OK};
+#pragma omp parallel num_threads(2)
+    {
+        int me = omp_get_thread_num() % 2;
+        inner[me] = mha_threads_enter(0);
+        mha_threads_leave();
+        st[me] = small_attn_run(&c[me], 0);
+    }
+    if (omp_get_num_procs() > 1) /* else the outer region had 1 thread, inactive */
+        require(inner[0] == 1 && inner[1] == 1, "inside a parallel region, num_threads 0 gave %d and %d threads",
+                inner[0], inner[1]);
+    require(st[0] == MHA_OK && st[1] == MHA_OK, "attention inside a parallel region failed");
+    require(memcmp(serial, c[0].out, c[0].out_bytes) == 0 && memcmp(serial, c[1].out, c[1].out_bytes) == 0,
+            "attention inside a parallel region changed the result");
+    free(serial);
+    small_attn_free(&c[0]);
+    small_attn_free(&c[1]);
+}
+END_TEST
+
 START_TEST(test_version)
 {
     char want[32];
@@ -168,6 +226,8 @@ Suite *suite_limits(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_default_threads_bounded);
     tcase_add_test(tc, test_threads_capped_by_work);
+    tcase_add_test(tc, test_default_shared_by_calls_in_flight);
+    tcase_add_test(tc, test_default_inside_parallel_region);
     tcase_add_test(tc, test_version);
     suite_add_tcase(s, tc);
     return s;

@@ -123,6 +123,23 @@ MHA_API int mha_version_number(void);      /* MAJOR * 10000 + MINOR * 100 + PATC
  * threads at most (never more than the call has independent tasks); 0 picks a
  * default; anything else is MHA_ERR_THREADS, from the entries and the size queries
  * alike. Results do not depend on the thread count.
+ * The default (0) is P = min(omp_get_max_threads(), omp_get_num_procs(),
+ * MHA_MAX_THREADS) for the size queries and workspace checks, so their answers
+ * never depend on other calls. A call runs on fewer:
+ *   - P / n (at least 1) while n calls of this library are in flight in the
+ *     process (counted in one atomic, the library's only mutable global beside the
+ *     ISA choice): OpenMP gives each application thread its own team, so 4 server
+ *     threads each taking P = 2 cores ran 8 busy threads on 2 cores: the
+ *     forward's median latency (B 1, L 128, E 256, 4 heads; a shared 2-core
+ *     machine) was 0.6-1.1 ms with num_threads = 1 and 1.7-12.7 ms with 0; with
+ *     the shared default, 0 gives 1.0-1.2 ms;
+ *   - 1 inside the caller's own active OpenMP parallel region (its team already
+ *     has the cores).
+ * Servers: with as many busy application threads as cores, pass num_threads = 1
+ * (each request on its own core: best throughput, and latency does not depend on
+ * the others); with fewer, pass cores / busy threads, or 0 to let the default
+ * divide. Set OMP_WAIT_POLICY=passive when threads outnumber cores, so that idle
+ * OpenMP workers sleep instead of spinning.
  */
 #define MHA_MAX_THREADS 256
 
