@@ -673,6 +673,62 @@ START_TEST(test_forward_configs)
 }
 END_TEST
 
+/* The PyTorch shapes mha.h maps onto mask strides: nn.MultiheadAttention's 3-D
+ * attn_mask [B*H, Lq, Lk] (strides {H*Lq*Lk, Lq*Lk, Lk}: head h of batch b reads
+ * slice b*H + h), checked against one single-head call per slice; and a key
+ * padding mask [B, 1, 1, Lk] (strides {Lk, 0, 0}) against key_lengths cutting the
+ * same tails. */
+START_TEST(test_pytorch_mask_shapes)
+{
+    enum { B = 2, H = 3, LQ = 5, LK = 7, D = 4 };
+    test_rng r = test_rng_seed(41);
+    float *q = test_random(&r, B * H * LQ * D, -1, 1), *k = test_random(&r, B * H * LK * D, -1, 1),
+          *v = test_random(&r, B * H * LK * D, -1, 1);
+    static float out[B * H * LQ * D], one[LQ * D], ref[B * H * LQ * D];
+    static uint8_t m3[B * H * LQ * LK], pad[B * LK];
+    for (int i = 0; i < B * H * LQ * LK; i++)
+        m3[i] = i % (LK + 1) != 0 && test_rng_uniform(&r, 0, 1) < 0.7f;
+    mha_attention_args a = {
+        .batch = B, .num_heads = H, .len_q = LQ, .len_k = LK, .head_dim_qk = D, .head_dim_v = D,
+        .q = q, .q_stride = {H * LQ * D, LQ * D, D}, .k = k, .k_stride = {H * LK * D, LK * D, D},
+        .v = v, .v_stride = {H * LK * D, LK * D, D}, .out = out, .out_stride = {H * LQ * D, LQ * D, D},
+        .num_threads = 1,
+    };
+    a.mask.bool_mask = (mha_mask_tensor){m3, H * LQ * LK, LQ * LK, LK};
+    static char ws[1 << 20];
+    size_t bytes;
+    ck_assert_int_eq(mha_attention_workspace_size(&a, &bytes), MHA_OK);
+    require(bytes <= sizeof ws, "workspace %zu bytes", bytes);
+    ck_assert_int_eq(mha_attention(&a, ws, sizeof ws), MHA_OK);
+    for (int bh = 0; bh < B * H; bh++) {
+        mha_attention_args s = a;
+        s.batch = 1;
+        s.num_heads = 1;
+        s.q = q + bh * LQ * D;
+        s.k = k + bh * LK * D;
+        s.v = v + bh * LK * D;
+        s.out = one;
+        s.mask.bool_mask = (mha_mask_tensor){m3 + bh * LQ * LK, 0, 0, LK};
+        ck_assert_int_eq(mha_attention(&s, ws, sizeof ws), MHA_OK);
+        ck_assert_close(out + bh * LQ * D, one, LQ * D, 1e-5, "3-D attn_mask slice b*H + h");
+    }
+    const int32_t lens[B] = {4, 7};
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < LK; j++)
+            pad[b * LK + j] = j < lens[b];
+    a.mask.bool_mask = (mha_mask_tensor){pad, LK, 0, 0};
+    ck_assert_int_eq(mha_attention(&a, ws, sizeof ws), MHA_OK);
+    memcpy(ref, out, sizeof out);
+    a.mask.bool_mask = (mha_mask_tensor){0};
+    a.mask.key_lengths = lens;
+    ck_assert_int_eq(mha_attention(&a, ws, sizeof ws), MHA_OK);
+    ck_assert_close(out, ref, B * H * LQ * D, 1e-5, "key padding [B, 1, 1, Lk] against key_lengths");
+    free(q);
+    free(k);
+    free(v);
+}
+END_TEST
+
 Suite *suite_masks(void)
 {
     Suite *s = suite_create("masks");
@@ -688,6 +744,7 @@ Suite *suite_masks(void)
     tcase_add_test(tc, test_fully_masked_rows);
     tcase_add_test(tc, test_nan_propagates);
     tcase_add_test(tc, test_forward_configs);
+    tcase_add_test(tc, test_pytorch_mask_shapes);
     suite_add_tcase(s, tc);
     return s;
 }
