@@ -78,6 +78,12 @@ typedef struct mha_packed {
     int64_t n, k;
 } mha_packed;
 
+/* Packs W [n, k] (row stride ld) and copies its bias (or NULL), both multiplied by
+ * scale; on MHA_ERR_NO_MEMORY the caller still frees p. */
+mha_status mha_pack_weight(const mha_kernels *kern, const float *w, int64_t ld, const float *bias,
+                           int64_t n, int64_t k, float scale, mha_packed *p);
+void mha_packed_free(mha_packed *p);
+
 struct mha_model {
     mha_config cfg; /* resolved */
     const mha_kernels *kern;

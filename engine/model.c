@@ -100,3 +100,15 @@ mha_status mha_model_config(const mha_model *model, mha_config *config)
     *config = model->cfg;
     return MHA_OK;
 }
+
+/* For the other modules' models (additive and concat attention). */
+mha_status mha_pack_weight(const mha_kernels *kern, const float *w, int64_t ld, const float *bias,
+                           int64_t n, int64_t k, float scale, mha_packed *p)
+{
+    return pack(kern, w, ld, bias, n, k, scale, p);
+}
+
+void mha_packed_free(mha_packed *p)
+{
+    packed_free(p);
+}

@@ -378,6 +378,148 @@ MHA_API mha_status mha_attention_workspace_bound(const mha_attention_shape *shap
 MHA_API mha_status mha_attention(const mha_attention_args *args, void *workspace,
                                  size_t workspace_bytes);
 
+/* --------------------------------------------------- additive attention */
+
+/*
+ * The attention of seq2seq decoders, in two PyTorch forms. Same conventions as
+ * above: float32, row-major, nn.Linear layouts, every argument checked, nothing
+ * written on error, no allocation per call, results independent of num_threads
+ * (0 = OpenMP's default, at most MHA_MAX_THREADS). Every struct is zero-initialized
+ * by the caller (designated initializers); each field's 0 is its documented default.
+ *
+ * 1. Additive (Bahdanau) attention, d2l.ai's AdditiveAttention:
+ *      score[b, i, j] = w_v . tanh(W_q q[b, i] + b_q + W_k k[b, j] + b_k)
+ *      weights[b, i]  = softmax_j(score[b, i] + float mask, masked pairs removed)
+ *      out[b, i]      = sum_j weights[b, i, j] v[b, j]
+ *    q [B, Lq, Dq], k [B, Lk, Dk], v [B, Lk, Dv]; W_q [h, Dq], W_k [h, Dk], w_v [1, h].
+ *    Masks: d2l's valid_lens, 1-D ([B]: mask.key_lengths) or 2-D ([B, Lq]:
+ *    row_key_lengths), and the library's causal, boolean and float masks (heads
+ *    dimension 1). d2l fills masked scores with -1e6; here they are removed, which
+ *    is the same wherever a row sees a key. A row that sees no key gives zeros in
+ *    out and in weights (d2l would average every value).
+ *    The [B, Lq, Lk, h] tensor of the textbook code never exists: W_q q and W_k k
+ *    are projected once, then each tile of query rows x keys evaluates tanh over h
+ *    in cache-sized chunks. There are B*Lq*Lk*h tanh evaluations.
+ */
+typedef struct mha_additive_config {
+    int64_t query_dim;  /* Dq (required) */
+    int64_t key_dim;    /* Dk: 0 = Dq */
+    int64_t hidden_dim; /* h (num_hiddens): 0 = Dq */
+} mha_additive_config;
+
+/* The state dict of AdditiveAttention: W_q.weight, W_k.weight, w_v.weight. A bias is
+ * optional (d2l's layers have none): NULL = absent. Only b_q + b_k matters. A bias of
+ * w_v would add the same constant to every score of a row, which softmax ignores. */
+typedef struct mha_additive_weights {
+    const float *q_weight; /* [h, Dq] (required) */
+    const float *k_weight; /* [h, Dk] (required) */
+    const float *v_weight; /* [1, h] (required) */
+    const float *q_bias;   /* [h] or NULL */
+    const float *k_bias;   /* [h] or NULL */
+} mha_additive_weights;
+
+typedef struct mha_additive_model mha_additive_model;
+
+/* Copies the weights, packed for the active ISA; the caller may free its arrays. */
+MHA_API mha_status mha_additive_model_create(const mha_additive_config *config,
+                                             const mha_additive_weights *weights,
+                                             mha_additive_model **model);
+MHA_API void mha_additive_model_destroy(mha_additive_model *model); /* NULL is a no-op */
+
+typedef struct mha_additive_args {
+    int64_t batch, len_q, len_k, value_dim; /* B, Lq, Lk, Dv (all required) */
+    const float *query;                     /* [B, Lq, Dq] */
+    const float *key;                       /* [B, Lk, Dk] */
+    const float *value;                     /* [B, Lk, Dv] */
+    /* mha_mask with heads = 1 (leave stride_h 0): key_lengths [B] is d2l's 1-D
+     * valid_lens; causal as above; bool_mask nonzero = may attend; float_mask added
+     * to the scores. */
+    mha_mask mask;
+    /* [B, Lq] or NULL: row (b, i) attends keys j < row_key_lengths[b*Lq + i], each in
+     * [0, Lk] (d2l's 2-D valid_lens). Combines with mask.key_lengths. */
+    const int32_t *row_key_lengths;
+    float *out;     /* [B, Lq, Dv] */
+    float *weights; /* [B, Lq, Lk] attention weights, or NULL (not written) */
+    int num_threads;
+} mha_additive_args;
+
+/*
+ * Workspace bytes of mha_additive_forward (any value_dim; serves every call whose
+ * batch, lengths and threads are no larger). With T threads and R = min(B*Lq,
+ * max(1, 2^18 / Lk)) query rows per round:
+ *   4 * (B*Lq*h + B*Lk*h + R*Lk + T*(8192 + 64)) + 256 bytes (at most)
+ * It does not grow with Lq*Lk*h: the projected queries and keys, one round of
+ * score rows (about 1 MiB when Lk <= 2^18) and a fixed tile per thread.
+ */
+MHA_API mha_status mha_additive_workspace_size(const mha_additive_model *model, int64_t batch,
+                                               int64_t len_q, int64_t len_k, int num_threads,
+                                               size_t *bytes);
+/* `workspace`: at least the bytes of the size query, any alignment, overlapping no
+ * argument (MHA_ERR_ALIAS); out and weights overlap no input nor each other. */
+MHA_API mha_status mha_additive_forward(const mha_additive_model *model,
+                                        const mha_additive_args *args, void *workspace,
+                                        size_t workspace_bytes);
+
+/*
+ * 2. Concat attention, the decoder attention of PyTorch's seq2seq tutorial:
+ *      attn         = nn.Linear(Dq + Dk, L)    W_a [L, Dq + Dk], b_a [L]
+ *      attn_combine = nn.Linear(Dq + Dv, O)    W_c [O, Dq + Dv], b_c [O]
+ *      weights = softmax(attn(cat(q, k)))      q [B, Dq], k [B, Dk] -> [B, L]
+ *      applied = weights @ V                   V [B, L, Dv] (encoder outputs) -> [B, Dv]
+ *      out     = attn_combine(cat(q, applied)) [B, O]
+ *    The weights come from the query and key alone, one per encoder position
+ *    (L = the tutorial's max_length). The tutorial's k is the decoder's hidden state.
+ */
+typedef struct mha_concat_config {
+    int64_t query_dim; /* Dq (required) */
+    int64_t key_dim;   /* Dk: 0 = Dq */
+    int64_t value_dim; /* Dv: 0 = Dq */
+    int64_t max_len;   /* L (required) */
+    int64_t out_dim;   /* O: 0 = Dq */
+} mha_concat_config;
+
+/* State dict names: attn.weight, attn.bias, attn_combine.weight, attn_combine.bias.
+ * Biases are optional: NULL = absent (nn.Linear(bias=False)). */
+typedef struct mha_concat_weights {
+    const float *attn_weight;    /* [L, Dq + Dk] (required) */
+    const float *attn_bias;      /* [L] or NULL */
+    const float *combine_weight; /* [O, Dq + Dv] (required) */
+    const float *combine_bias;   /* [O] or NULL */
+} mha_concat_weights;
+
+typedef struct mha_concat_model mha_concat_model;
+
+MHA_API mha_status mha_concat_model_create(const mha_concat_config *config,
+                                           const mha_concat_weights *weights,
+                                           mha_concat_model **model);
+MHA_API void mha_concat_model_destroy(mha_concat_model *model); /* NULL is a no-op */
+
+typedef struct mha_concat_args {
+    int64_t batch;      /* B (required) */
+    const float *query; /* [B, Dq] */
+    const float *key;   /* [B, Dk] */
+    const float *value; /* [B, L, Dv] */
+    float *out;         /* [B, O] */
+    float *weights;     /* [B, L], or NULL (not written) */
+    int num_threads;
+} mha_concat_args;
+
+/* Workspace bytes: 4 * B * (Dq + Dk + L + Dq + Dv) + 256 at most (the two
+ * concatenated inputs and the scores). */
+MHA_API mha_status mha_concat_workspace_size(const mha_concat_model *model, int64_t batch,
+                                             int num_threads, size_t *bytes);
+MHA_API mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_args *args,
+                                      void *workspace, size_t workspace_bytes);
+
+/* The float64 oracles of both modules (as mha_reference_forward below: straight from
+ * the formulas, raw weights, same checks, allocating, num_threads ignored). */
+MHA_API mha_status mha_reference_additive(const mha_additive_config *config,
+                                          const mha_additive_weights *weights,
+                                          const mha_additive_args *args);
+MHA_API mha_status mha_reference_concat(const mha_concat_config *config,
+                                        const mha_concat_weights *weights,
+                                        const mha_concat_args *args);
+
 /* ------------------------------------------------------------ reference */
 
 /*
