@@ -57,6 +57,7 @@ int main(void)
     srunner_add_suite(sr, suite_serve_validate());
     srunner_add_suite(sr, suite_workspace());
     srunner_add_suite(sr, suite_additive());
+    srunner_add_suite(sr, suite_additive_golden());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -24,6 +24,7 @@ Suite *suite_serve_layer(void);
 Suite *suite_serve_validate(void);
 Suite *suite_workspace(void);
 Suite *suite_additive(void);
+Suite *suite_additive_golden(void);
 
 /* Outputs are filled with this byte before a call that must not write them. */
 #define SENTINEL_BYTE 0x5A

@@ -13,6 +13,8 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 int cli_info(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_demo(int argc, char **argv);
+/* `mha run --module additive|concat`: the seq2seq attention modules. */
+int cli_additive(int argc, char **argv);
 
 void cli_usage(FILE *f);
 

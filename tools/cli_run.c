@@ -220,6 +220,9 @@ static int parse_args(int argc, char **argv, run_opts *o)
 
 int cli_run(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++) /* the seq2seq attention modules: cli_additive.c */
+        if (strcmp(argv[i], "--module") == 0)
+            return cli_additive(argc, argv);
     run_opts o = {.tol = -1, .iters = 1}; /* tol < 0: not given */
     int rc = parse_args(argc, argv, &o);
     if (rc != CLI_OK || o.help) {
