@@ -102,6 +102,7 @@ struct Plan {
 void register_kernels(const Plan &plan);
 void register_mha(const Plan &plan);
 void register_serve(); // bench_serve.cc
+void register_additive(); // bench_additive.cc: additive and concat attention
 #if defined(MHAB_HAVE_OPENBLAS)
 void register_openblas_attention(const AttnShape &s, int threads);
 void register_openblas_forward(const FwdShape &s, int threads);

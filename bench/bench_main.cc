@@ -373,6 +373,7 @@ int main(int argc, char **argv)
     register_kernels(plan);
     register_mha(plan);
     register_serve();
+    register_additive();
 
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

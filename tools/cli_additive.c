@@ -138,17 +138,9 @@ static int expect(const char *path, const float *got, int ndim, const int64_t *s
         npy_free(&e);
         return -1;
     }
-    const float *want = e.data;
-    double diff = 0, top = 0;
-    int nan = 0;
-    for (size_t i = 0; i < e.count; i++) {
-        nan |= isnan(got[i]) != isnan(want[i]);
-        if (!isnan(want[i])) {
-            diff = fmax(diff, fabs((double)got[i] - (double)want[i]));
-            top = fmax(top, fabs((double)want[i]));
-        }
-    }
-    const double d = nan ? NAN : rel && top > 0 ? diff / top : diff;
+    cli_err err_sum = {0};
+    cli_err_add(&err_sum, got, e.data, e.count);
+    const double d = rel ? cli_err_rel(&err_sum) : err_sum.nan ? NAN : err_sum.max_diff;
     npy_free(&e);
     int pass = d <= tol;
     printf("%s: max |diff|%s = %.3g (tol %g): %s\n", what, rel ? " / max |expected|" : "", d, tol,

@@ -3,8 +3,9 @@
 # avx512) and under qemu-x86_64 CPU models that lack AVX-512 / AVX2; the same
 # suite built with ASan+UBSan; the aarch64 build under qemu-aarch64 (NEON, and a
 # plain cortex-a72); a smoke run of the bench; libFuzzer on the attention entry,
-# the forward pass and the serving attention (differential, against the float64
-# oracle) and on the .npy reader (FUZZ_SECONDS each, default 60). Ends with one line counting them.
+# the forward pass, the serving attention and the additive/concat modules
+# (differential, against the float64 oracle) and on the .npy reader (FUZZ_SECONDS
+# each, default 60). Ends with one line counting them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${MHA_TEST_BUILD:-build-ci}
@@ -34,11 +35,11 @@ meson test -C "$root/arm" --print-errorlogs --num-processes 2 || true
 step "bench smoke run"
 meson test -C "$root/native" --benchmark --logbase benchlog --print-errorlogs || true
 
-step "libFuzzer (clang, ASan+UBSan): attention, forward and serving vs the float64 oracle, .npy reader"
+step "libFuzzer (clang, ASan+UBSan): attention, forward, serving and additive/concat vs the float64 oracle, .npy reader"
 CC=clang CXX=clang++ meson setup "$root/fuzz" -Dfuzz=true -Dtests=false -Dbench=disabled \
   -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 ninja -C "$root/fuzz"
-for target in attention forward serve npy; do
+for target in attention forward serve additive npy; do
   mkdir -p "$root/corpus-$target"
   seeds=()
   [ "$target" = npy ] && seeds=(tests/golden/*)
