@@ -127,12 +127,6 @@ static mha_status plan_for(const mha_additive_model *m, int64_t batch, int64_t l
     return MHA_OK;
 }
 
-static int threads_for(int requested)
-{
-    int t = mha_threads(requested);
-    return t > MHA_MAX_THREADS ? MHA_MAX_THREADS : t;
-}
-
 mha_status mha_additive_workspace_size(const mha_additive_model *model, int64_t batch,
                                        int64_t len_q, int64_t len_k, int num_threads,
                                        size_t *bytes)
@@ -144,7 +138,7 @@ mha_status mha_additive_workspace_size(const mha_additive_model *model, int64_t 
     if (!mha_threads_valid(num_threads))
         return MHA_ERR_THREADS;
     plan p;
-    mha_status st = plan_for(model, batch, len_q, len_k, threads_for(num_threads), &p);
+    mha_status st = plan_for(model, batch, len_q, len_k, mha_threads(num_threads), &p);
     if (st == MHA_OK)
         *bytes = p.total;
     return st;
@@ -262,7 +256,7 @@ mha_status mha_additive_forward(const mha_additive_model *model, const mha_addit
         return st;
     if (model->kern != mha_kernels_active())
         return MHA_ERR_ISA;
-    const int threads = threads_for(a->num_threads);
+    const int threads = mha_threads(a->num_threads);
     plan p;
     st = plan_for(model, a->batch, a->len_q, a->len_k, threads, &p);
     if (st != MHA_OK)

@@ -130,8 +130,7 @@ mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_ar
         return MHA_ERR_ALIAS;
 
     const mha_kernels *kern = model->kern;
-    int threads = mha_threads(a->num_threads);
-    threads = threads > MHA_MAX_THREADS ? MHA_MAX_THREADS : threads;
+    const int threads = mha_threads(a->num_threads);
     char *base = (char *)(((uintptr_t)workspace + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
     float *cat1 = (float *)(base + l.cat1), *S = (float *)(base + l.s), *cat2 = (float *)(base + l.cat2);
     const int64_t dq = c->query_dim, dk = c->key_dim, dv = c->value_dim, L = c->max_len;

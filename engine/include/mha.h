@@ -384,8 +384,9 @@ MHA_API mha_status mha_attention(const mha_attention_args *args, void *workspace
  * The attention of seq2seq decoders, in two PyTorch forms. Same conventions as
  * above: float32, row-major, nn.Linear layouts, every argument checked, nothing
  * written on error, no allocation per call, results independent of num_threads
- * (0 = OpenMP's default, at most MHA_MAX_THREADS). Every struct is zero-initialized
- * by the caller (designated initializers); each field's 0 is its documented default.
+ * (0..MHA_MAX_THREADS, 0 = the default: threads section). Every struct is
+ * zero-initialized by the caller (designated initializers); each field's 0 is its
+ * documented default.
  *
  * 1. Additive (Bahdanau) attention, d2l.ai's AdditiveAttention:
  *      score[b, i, j] = w_v . tanh(W_q q[b, i] + b_q + W_k k[b, j] + b_k)
