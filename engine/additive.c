@@ -192,7 +192,7 @@ static void score_task(const mha_additive_model *m, const mha_additive_args *a, 
     float *x = scratch, *part = scratch + TILE_FLOATS;
     for (int64_t r = r0; r < r1; r++) {
         const int64_t b = r / p->lq, i = r % p->lq;
-        const int64_t end = visible_end(a, b, i) < k1 ? visible_end(a, b, i) : k1;
+        const int64_t seen = visible_end(a, b, i), end = seen < k1 ? seen : k1;
         float *srow = S + (r - first) * p->lk;
         for (int64_t j = k0; j < end; j += p->nk)
             score_tile(m->kern, p, m->w_v, qp + r * p->h, kp + (b * p->lk + j) * p->h,

@@ -67,8 +67,11 @@ static double diff_max(const float *a, const float *b, size_t n, double *top)
     for (size_t i = 0; i < n; i++) {
         if (isnan(a[i]) != isnan(b[i]))
             return NAN;
-        d = fmax(d, fabs((double)a[i] - (double)b[i]));
-        *top = fmax(*top, fabs((double)b[i]));
+        /* no fmax: it crashes aarch64 gcc 12's vectorizer */
+        if (fabs((double)a[i] - (double)b[i]) > d)
+            d = fabs((double)a[i] - (double)b[i]);
+        if (fabs((double)b[i]) > *top)
+            *top = fabs((double)b[i]);
     }
     return d;
 }

@@ -261,6 +261,60 @@ START_TEST(test_serving_allocates_nothing)
 }
 END_TEST
 
+/* The additive and concat modules: the second of two calls (every mask, weights
+ * output, 2 threads) allocates nothing. */
+START_TEST(test_additive_allocates_nothing)
+{
+    const int64_t B = 2, Lq = 9, Lk = 300, D = 12, h = 40, Dv = 7, L = 11;
+    float *w = filled((size_t)(h * D * 2 + h), 0.3f), *x = filled((size_t)(B * Lk * D), 1.0f);
+    float *out = malloc((size_t)(B * Lq * Lk) * sizeof *out), *wts = malloc((size_t)(B * Lq * Lk) * sizeof *wts);
+    const int32_t lens[2] = {(int32_t)Lk, 5}, rows[18] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8};
+    const mha_additive_config ac = {.query_dim = D, .hidden_dim = h};
+    const mha_additive_weights aw = {.q_weight = w, .k_weight = w + h * D, .v_weight = w + 2 * h * D};
+    mha_additive_model *am;
+    ck_assert_int_eq(mha_additive_model_create(&ac, &aw, &am), MHA_OK);
+    mha_additive_args a = {.batch = B, .len_q = Lq, .len_k = Lk, .value_dim = Dv, .query = x,
+                           .key = x, .value = x, .row_key_lengths = rows, .out = out,
+                           .weights = wts, .num_threads = 2};
+    a.mask.key_lengths = lens;
+    a.mask.causal = MHA_CAUSAL_BOTTOM_RIGHT;
+    size_t bytes;
+    ck_assert_int_eq(mha_additive_workspace_size(am, B, Lq, Lk, 2, &bytes), MHA_OK);
+    void *ws = malloc(bytes);
+    ck_assert_int_eq(mha_additive_forward(am, &a, ws, bytes), MHA_OK);
+    allocations = 0;
+    counting = 1;
+    mha_status st = mha_additive_forward(am, &a, ws, bytes);
+    counting = 0;
+    ck_assert_int_eq(st, MHA_OK);
+    ck_assert_msg(allocations == 0, "additive: %ld allocations", allocations);
+    free(ws);
+    mha_additive_model_destroy(am);
+
+    const mha_concat_config cc = {.query_dim = D, .max_len = L};
+    const mha_concat_weights cw = {.attn_weight = w, .combine_weight = w + L * 2 * D};
+    mha_concat_model *cm;
+    ck_assert_int_eq(mha_concat_model_create(&cc, &cw, &cm), MHA_OK);
+    mha_concat_args c = {.batch = B, .query = x, .key = x, .value = x, .out = out, .weights = wts,
+                         .num_threads = 2};
+    ck_assert_int_eq(mha_concat_workspace_size(cm, B, 2, &bytes), MHA_OK);
+    ws = malloc(bytes);
+    ck_assert_int_eq(mha_concat_forward(cm, &c, ws, bytes), MHA_OK);
+    allocations = 0;
+    counting = 1;
+    st = mha_concat_forward(cm, &c, ws, bytes);
+    counting = 0;
+    ck_assert_int_eq(st, MHA_OK);
+    ck_assert_msg(allocations == 0, "concat: %ld allocations", allocations);
+    free(ws);
+    mha_concat_model_destroy(cm);
+    free(wts);
+    free(out);
+    free(x);
+    free(w);
+}
+END_TEST
+
 int main(void)
 {
     if (!ALLOC_HOOKS) {
@@ -274,6 +328,7 @@ int main(void)
     tcase_add_test(tc, test_forward_allocates_nothing);
     tcase_add_test(tc, test_attention_allocates_nothing);
     tcase_add_test(tc, test_serving_allocates_nothing);
+    tcase_add_test(tc, test_additive_allocates_nothing);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
