@@ -93,6 +93,7 @@ typedef struct plan {
     int64_t rows, lq, lk;   /* B*Lq query rows */
     int64_t round_rows;     /* query rows per round */
     size_t qp, kp, s, thr;  /* byte offsets of the slices */
+    size_t pack;            /* byte offset of the projections' A-packing buffers */
     size_t thread_floats;   /* X and one tile of partial scores */
     size_t total;           /* bytes, with the base alignment */
 } plan;
@@ -123,7 +124,11 @@ static mha_status plan_for(const mha_additive_model *m, int64_t batch, int64_t l
     p->kp = p->qp + mha_round_up((size_t)nqp * sizeof(float));
     p->s = p->kp + mha_round_up((size_t)nkp * sizeof(float));
     p->thr = p->s + mha_round_up((size_t)ns * sizeof(float));
-    p->total = p->thr + (size_t)threads * p->thread_floats * sizeof(float) + MHA_ALIGN;
+    size_t pack = mha_gemm_pack_floats(m->kern, rows, m->cfg.query_dim), pk;
+    if ((pk = mha_gemm_pack_floats(m->kern, batch * lk, m->cfg.key_dim)) > pack)
+        pack = pk;
+    p->pack = p->thr + (size_t)threads * p->thread_floats * sizeof(float);
+    p->total = p->pack + (size_t)threads * pack * sizeof(float) + MHA_ALIGN;
     return MHA_OK;
 }
 
@@ -274,7 +279,7 @@ mha_status mha_additive_forward(const mha_additive_model *model, const mha_addit
         {a->query, model->cfg.query_dim, &model->q, qp, p.h, p.rows},
         {a->key, model->cfg.key_dim, &model->k, kp, p.h, a->batch * a->len_k},
     };
-    mha_gemm_run(kern, proj, 2, threads);
+    mha_gemm_run(kern, proj, 2, threads, (float *)(base + p.pack));
 
     const int64_t chunks = (a->len_k + p.kc - 1) / p.kc;
 #pragma omp parallel num_threads(threads) if (threads > 1)

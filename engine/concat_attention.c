@@ -61,18 +61,23 @@ mha_status mha_concat_model_create(const mha_concat_config *config, const mha_co
 }
 
 typedef struct layout {
-    size_t cat1, s, cat2, total; /* byte offsets; total bytes */
+    size_t cat1, s, cat2, pack, total; /* byte offsets; total bytes */
 } layout;
 
-static layout layout_for(const mha_concat_config *c, int64_t batch)
+/* pack: the GEMMs' A-packing buffers, one per thread. */
+static layout layout_for(const mha_concat_model *m, int64_t batch, int threads)
 {
+    const mha_concat_config *c = &m->cfg;
     layout l;
     const size_t b = (size_t)batch;
+    size_t pack = mha_gemm_pack_floats(m->kern, batch, c->query_dim + c->key_dim), pc;
+    if ((pc = mha_gemm_pack_floats(m->kern, batch, c->query_dim + c->value_dim)) > pack)
+        pack = pc;
     l.cat1 = 0;
     l.s = l.cat1 + mha_round_up(b * (size_t)(c->query_dim + c->key_dim) * sizeof(float));
     l.cat2 = l.s + mha_round_up(b * (size_t)c->max_len * sizeof(float));
-    l.total = l.cat2 + mha_round_up(b * (size_t)(c->query_dim + c->value_dim) * sizeof(float)) +
-              MHA_ALIGN;
+    l.pack = l.cat2 + mha_round_up(b * (size_t)(c->query_dim + c->value_dim) * sizeof(float));
+    l.total = l.pack + (size_t)threads * pack * sizeof(float) + MHA_ALIGN;
     return l;
 }
 
@@ -90,7 +95,7 @@ mha_status mha_concat_workspace_size(const mha_concat_model *model, int64_t batc
     if (!mha_mul(batch, c->query_dim + c->key_dim + c->max_len + c->query_dim + c->value_dim, &n) ||
         n > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
-    *bytes = layout_for(c, batch).total;
+    *bytes = layout_for(model, batch, mha_threads(num_threads)).total;
     return MHA_OK;
 }
 
@@ -117,7 +122,8 @@ mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_ar
         return st;
     if (model->kern != mha_kernels_active())
         return MHA_ERR_ISA;
-    const layout l = layout_for(c, a->batch);
+    const int threads = mha_threads(a->num_threads);
+    const layout l = layout_for(model, a->batch, threads);
     if (!workspace || workspace_bytes < l.total)
         return MHA_ERR_WORKSPACE;
     const size_t b = (size_t)a->batch;
@@ -130,7 +136,6 @@ mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_ar
         return MHA_ERR_ALIAS;
 
     const mha_kernels *kern = model->kern;
-    const int threads = mha_threads(a->num_threads);
     char *base = (char *)(((uintptr_t)workspace + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
     float *cat1 = (float *)(base + l.cat1), *S = (float *)(base + l.s), *cat2 = (float *)(base + l.cat2);
     const int64_t dq = c->query_dim, dk = c->key_dim, dv = c->value_dim, L = c->max_len;
@@ -141,7 +146,7 @@ mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_ar
         memcpy(cat1 + r * in_a + dq, a->key + r * dk, (size_t)dk * sizeof(float));
     }
     mha_gemm_job job = {cat1, in_a, &model->attn, S, L, a->batch};
-    mha_gemm_run(kern, &job, 1, threads);
+    mha_gemm_run(kern, &job, 1, threads, (float *)(base + l.pack));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && a->batch > 1)
     for (int64_t r = 0; r < a->batch; r++) {
         float *s = S + r * L, *applied = cat2 + r * in_c + dq;
@@ -153,6 +158,6 @@ mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_ar
         kern->f32_axpy_rows(s, a->value + r * L * dv, (size_t)dv, (size_t)L, (size_t)dv, applied);
     }
     job = (mha_gemm_job){cat2, in_c, &model->combine, a->out, c->out_dim, a->batch};
-    mha_gemm_run(kern, &job, 1, threads);
+    mha_gemm_run(kern, &job, 1, threads, (float *)(base + l.pack));
     return MHA_OK;
 }

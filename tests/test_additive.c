@@ -293,7 +293,8 @@ START_TEST(test_additive_workspace_bound)
         int64_t round = Lk > (1 << 18) ? Lk : (1 << 18);
         if (B * Lq * Lk < round)
             round = B * Lq * Lk;
-        const double bound = 4.0 * (double)(B * Lq * h + B * Lk * h + round + T * (8192 + 64)) + 256;
+        const double bound =
+            4.0 * (double)(B * Lq * h + B * Lk * h + round + T * 8256) + T * 2097152.0 + 256;
         ck_assert_msg((double)bytes <= bound, "%zu bytes > the stated %.0f", bytes, bound);
         ck_assert_msg(bytes >= prev, "not monotone");
         ck_assert_msg((double)bytes < 0.1 * 4.0 * (double)(B * Lq * Lk * h) || B * Lq * Lk < 100000,

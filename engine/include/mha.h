@@ -446,11 +446,11 @@ typedef struct mha_additive_args {
 
 /*
  * Workspace bytes of mha_additive_forward (any value_dim; serves every call whose
- * batch, lengths and threads are no larger). With T threads and R = min(B*Lq,
- * max(1, 2^18 / Lk)) query rows per round:
- *   4 * (B*Lq*h + B*Lk*h + R*Lk + T*(8192 + 64)) + 256 bytes (at most)
- * It does not grow with Lq*Lk*h: the projected queries and keys, one round of
- * score rows (about 1 MiB when Lk <= 2^18) and a fixed tile per thread.
+ * batch, lengths and threads are no larger). With T threads, at most
+ *   4 * (B*Lq*h + B*Lk*h + min(B*Lq*Lk, max(Lk, 2^18)) + T*8256) + T*P + 256
+ * where P <= 2 MiB is one thread's A block of the projection GEMM (a quarter of
+ * L2). It does not grow with Lq*Lk*h: the projected queries and keys, one round of
+ * score rows (1 MiB when Lk <= 2^18) and a fixed tile per thread.
  */
 MHA_API mha_status mha_additive_workspace_size(const mha_additive_model *model, int64_t batch,
                                                int64_t len_q, int64_t len_k, int num_threads,
@@ -505,8 +505,9 @@ typedef struct mha_concat_args {
     int num_threads;
 } mha_concat_args;
 
-/* Workspace bytes: 4 * B * (Dq + Dk + L + Dq + Dv) + 256 at most (the two
- * concatenated inputs and the scores). */
+/* Workspace bytes: at most 4 * B * (Dq + Dk + L + Dq + Dv) + T*P + 256 for T threads
+ * (the two concatenated inputs, the scores, and P <= 2 MiB per thread for the
+ * GEMMs' A blocks). */
 MHA_API mha_status mha_concat_workspace_size(const mha_concat_model *model, int64_t batch,
                                              int num_threads, size_t *bytes);
 MHA_API mha_status mha_concat_forward(const mha_concat_model *model, const mha_concat_args *args,
