@@ -329,31 +329,6 @@ static const float *scaled_q(const mha_kernels *kern, const mha_attn_problem *p,
     return qs;
 }
 
-/* One online-softmax step of a row: srow (nk scores, the first vis of them masked
- * and visible, the rest hidden) becomes P, the running max *m and sum *l are
- * updated and the output row o (d_v) rescaled when the max grows. */
-static void softmax_step(const mha_kernels *kern, float *srow, int64_t vis, int64_t nk, float *m,
-                         float *l, float *o, int64_t dv)
-{
-    memset(srow + vis, 0, (size_t)(nk - vis) * sizeof(float));
-    if (vis == 0)
-        return;
-    nk = vis;
-    float mnew = kern->f32_rowmax(srow, (size_t)nk);
-    if (*m > mnew)
-        mnew = *m;
-    if (mnew == -INFINITY) { /* nothing visible yet: contributes nothing */
-        memset(srow, 0, (size_t)nk * sizeof(float));
-        return;
-    }
-    float alpha = expf(*m - mnew);
-    float sum = kern->f32_exp_sub_sum(srow, mnew, srow, (size_t)nk);
-    *l = *l * alpha + sum;
-    if (alpha != 1.0f)
-        kern->f32_scale(o, alpha, (size_t)dv);
-    *m = mnew;
-}
-
 /* dst = o / l, or zeros for a row that may attend to nothing (l == 0). */
 static void finish_row(const float *o, float l, int64_t dv, float *dst)
 {
@@ -406,7 +381,7 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         }
         for (int64_t r = 0; r < mq; r++) {
             int64_t vis = apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
-            softmax_step(kern, S + r * t->bk, vis, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
+            mha_softmax_step(kern, S + r * t->bk, vis, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
         }
         /* O += P V over this key block (P read in place: packing it cost more
          * than it saved, measured). */
@@ -482,7 +457,7 @@ static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, co
             int64_t h = g * per_group + r / lq, i = r % lq;
             float *st = states + (size_t)(r * t->chunks) * t->state_floats, *srow = S + r * bk;
             int64_t vis = apply_masks(kern, p, b, h, i, kb, srow, nk);
-            softmax_step(kern, srow, vis, nk, &st[0], &st[1], st + 2, s->dv);
+            mha_softmax_step(kern, srow, vis, nk, &st[0], &st[1], st + 2, s->dv);
             kern->f32_axpy_rows(srow, vblk, (size_t)ldvb, (size_t)nk, (size_t)s->dv, st + 2);
         }
     }

@@ -142,6 +142,12 @@ bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bo
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);
 
+/* One online-softmax step of a score row (engine/online_softmax.c): srow (nk
+ * scores, the first vis visible, the rest hidden) becomes P, the running max *m
+ * and sum *l are updated and the output row o (d_v) rescaled when the max grows. */
+void mha_softmax_step(const mha_kernels *kern, float *srow, int64_t vis, int64_t nk, float *m, float *l,
+                      float *o, int64_t dv);
+
 /* Decoding reads K and V rows in place (engine/decode_rows.c). Prefetches into
  * L2 share `part` of `parts` of the m rows of n floats at `rows` (stride ld): token-
  * major caches put every row on a new page, where the hardware prefetchers stop. */

@@ -36,26 +36,6 @@ static int64_t round_to(int64_t n, int64_t m)
     return (n + m - 1) / m * m;
 }
 
-/* One online-softmax step of a row (as engine/flash.c): srow (nk scores) becomes
- * P, the running max *m and sum *l are updated, o (d_v) rescaled when m grows. */
-static void softmax_step(const mha_kernels *kern, float *srow, int64_t nk, float *m, float *l,
-                         float *o, int64_t dv)
-{
-    float mnew = kern->f32_rowmax(srow, (size_t)nk);
-    if (*m > mnew)
-        mnew = *m;
-    if (mnew == -INFINITY) {
-        memset(srow, 0, (size_t)nk * sizeof(float));
-        return;
-    }
-    float alpha = expf(*m - mnew);
-    float sum = kern->f32_exp_sub_sum(srow, mnew, srow, (size_t)nk);
-    *l = *l * alpha + sum;
-    if (alpha != 1.0f)
-        kern->f32_scale(o, alpha, (size_t)dv);
-    *m = mnew;
-}
-
 /* dst = o / l and the row's LSE m + ln l (zeros and -inf when it saw nothing). */
 static void finish_row(const float *o, float m, float l, int64_t dv, float *dst, float *lse)
 {
@@ -133,7 +113,7 @@ static void decode_task(const ctx *x, const serve_item *it, int64_t g, float *sc
             int64_t nk = kend[r] - kb < n ? kend[r] - kb : n;
             if (nk <= 0)
                 continue;
-            softmax_step(x->kern, S + r * bk, nk, &st[r][0], &st[r][1], st[r] + 2, d->dv);
+            mha_softmax_step(x->kern, S + r * bk, nk, nk, &st[r][0], &st[r][1], st[r] + 2, d->dv);
             x->kern->f32_axpy_rows(S + r * bk, vblk, (size_t)ldvb, (size_t)nk, (size_t)d->dv, st[r] + 2);
         }
         kb += n;
@@ -206,10 +186,9 @@ static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *s
             }
             for (int64_t r = 0; r < mq; r++) {
                 float *srow = S + r * SERVE_BK;
-                int64_t vis = x->p->non_causal ? nk : kl - ql + it->row0 + r + 1 - kb;
-                for (int64_t j = vis < 0 ? 0 : vis; j < nk; j++)
-                    srow[j] = -INFINITY;
-                softmax_step(kern, srow, nk, &m[hh * bq + r], &l[hh * bq + r], Oh + r * ldo, d->dv);
+                int64_t vis = x->p->non_causal ? nk : kl - ql + it->row0 + r + 1 - kb; /* causal cut */
+                vis = vis < 0 ? 0 : vis > nk ? nk : vis;
+                mha_softmax_step(kern, srow, vis, nk, &m[hh * bq + r], &l[hh * bq + r], Oh + r * ldo, d->dv);
             }
             for (int64_t c = 0; c < d->dv; c += nr) {
                 int64_t n = d->dv - c < nr ? d->dv - c : nr;

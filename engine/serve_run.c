@@ -9,11 +9,7 @@ mha_status mha_serve_attention(const mha_serve_plan *plan, const mha_batch *batc
     serve_cache c;
     int64_t qs[2], os[2];
     float scale;
-    mha_status st = serve_check_plan(plan, batch);
-    if (st == MHA_OK)
-        st = serve_check_cache(plan, batch, cache, &c);
-    if (st == MHA_OK)
-        st = serve_check_attention(plan, batch, args, &c, qs, os, &scale);
+    mha_status st = serve_check_attention_call(plan, batch, cache, args, &c, qs, os, &scale);
     if (st != MHA_OK)
         return st;
     if (!workspace || workspace_bytes < plan->ws_total)
