@@ -159,13 +159,17 @@ static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *s
     float *kp = scratch, *vp = kp + round_to(SERVE_BK, nr) * d->dk, *gat = vp + SERVE_BK * ldo;
     float *S = gat + SERVE_BK * dmax, *O = S + bq * SERVE_BK, *m = O + pg * bq * ldo, *l = m + pg * bq;
     float *qs = l + pg * bq;
-    /* Q rows of head g*pg + hh: in place, or scaled copies in qs. */
-    const bool copy = x->scale != 1.0f;
-    const int64_t ldq = copy ? d->dk : x->qs0;
-    if (copy)
-        for (int64_t hh = 0; hh < pg; hh++)
-            for (int64_t r = 0; r < mq; r++)
-                q_row(x, t0 + r, g * pg + hh, qs + (hh * bq + r) * d->dk);
+    /* Q rows of head g*pg + hh copied (scaled) contiguous into qs: packed rows are
+     * H*d_k floats apart, often a multiple of 4 KiB, and the microkernel's mr
+     * rows read in place would fight over a few L1 sets. */
+    const int64_t ldq = d->dk;
+    for (int64_t hh = 0; hh < pg; hh++)
+        for (int64_t r = 0; r < mq; r++) {
+            float *dst = qs + (hh * bq + r) * d->dk;
+            const float *src = q_row(x, t0 + r, g * pg + hh, dst);
+            if (src != dst)
+                memcpy(dst, src, (size_t)d->dk * sizeof(float));
+        }
     memset(O, 0, (size_t)(pg * bq * ldo) * sizeof(float));
     for (int64_t r = 0; r < pg * bq; r++) {
         m[r] = -INFINITY;
@@ -176,7 +180,7 @@ static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *s
         pack_keys(x, s, g, kb, nk, kp, vp, gat);
         for (int64_t hh = 0; hh < pg; hh++) {
             float *Oh = O + hh * bq * ldo;
-            const float *qh = copy ? qs + hh * bq * d->dk : x->q + t0 * x->qs0 + (g * pg + hh) * x->qs1;
+            const float *qh = qs + hh * bq * d->dk;
             for (int64_t c = 0; c < nk; c += nr) {
                 int64_t n = nk - c < nr ? nk - c : nr;
                 for (int64_t r = 0; r < mq; r += mr)
