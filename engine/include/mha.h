@@ -132,7 +132,7 @@ MHA_API int mha_version_number(void);      /* MAJOR * 10000 + MINOR * 100 + PATC
  *     threads each taking P = 2 cores ran 8 busy threads on 2 cores: the
  *     forward's median latency (B 1, L 128, E 256, 4 heads; a shared 2-core
  *     machine) was 0.6-1.1 ms with num_threads = 1 and 1.7-12.7 ms with 0; with
- *     the shared default, 0 gives 1.0-1.2 ms;
+ *     the shared default, 0 gives 0.7-1.2 ms;
  *   - 1 inside the caller's own active OpenMP parallel region (its team already
  *     has the cores).
  * Servers: with as many busy application threads as cores, pass num_threads = 1
