@@ -12,36 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "mha.h"
-
-typedef struct bytes {
-    const uint8_t *p;
-    size_t n;
-} bytes;
-
-static unsigned take(bytes *b, unsigned range)
-{
-    unsigned v = 0;
-    if (b->n) {
-        v = b->p[0];
-        b->p++;
-        b->n--;
-    }
-    return range ? v % range : v;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-static float rng_float(uint64_t *s)
-{
-    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 /* A [n0, n1, n2, d] tensor in one of four layouts; returns its element count. */
 static int64_t layout(unsigned kind, int64_t n0, int64_t n1, int64_t n2, int64_t d, int64_t st[3])

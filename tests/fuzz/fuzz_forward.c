@@ -12,33 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "mha.h"
-
-typedef struct bytes {
-    const uint8_t *p;
-    size_t n;
-} bytes;
-
-static unsigned take(bytes *b, unsigned range)
-{
-    unsigned v = 0;
-    if (b->n) {
-        v = b->p[0];
-        b->p++;
-        b->n--;
-    }
-    return range ? v % range : v;
-}
 
 static float *random_array(int64_t n, uint64_t *s, float amp)
 {
     float *x = malloc((size_t)(n > 0 ? n : 1) * sizeof *x);
-    for (int64_t i = 0; i < n; i++) {
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        x[i] = amp * (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-    }
+    for (int64_t i = 0; i < n; i++)
+        x[i] = amp * rng_float(s);
     return x;
 }
 
