@@ -671,7 +671,9 @@ MHA_API mha_status mha_kv_append(const mha_model *model, const mha_serve_plan *p
                                  size_t workspace_bytes);
 
 typedef struct mha_serve_layer_args {
-    const float *x; /* [T, E]: the new tokens (self-attention: the model's kdim = vdim = E) */
+    const float *x; /* [T, E]: the new tokens (self-attention: a model with kdim or vdim
+                     * other than E gets MHA_ERR_NULL_POINTER, as mha_forward without
+                     * key/value; use mha_kv_append + mha_serve_attention) */
     float *out;     /* [T, O], or [T, H*d_v] without an output projection */
 } mha_serve_layer_args;
 
@@ -691,7 +693,7 @@ typedef struct mha_serve_attention_args {
     /* [T, H] or NULL: lse[t*H + h] = ln sum_j exp(scale * q.k_j) over the keys the
      * row sees (NaN where a NaN reached the row). */
     float *lse;
-    float scale;            /* 0 = 1/sqrt(d_k) */
+    float scale;            /* 0 = 1/sqrt(d_k); must be finite */
 } mha_serve_attention_args;
 
 /* Attention of every row over its own sequence's cache (keys already there). The
