@@ -329,18 +329,6 @@ static const float *scaled_q(const mha_kernels *kern, const mha_attn_problem *p,
     return qs;
 }
 
-/* dst = o / l, or zeros for a row that may attend to nothing (l == 0). */
-static void finish_row(const float *o, float l, int64_t dv, float *dst)
-{
-    if (l == 0.0f) {
-        memset(dst, 0, (size_t)dv * sizeof(float));
-        return;
-    }
-    float inv = 1.0f / l;
-    for (int64_t d = 0; d < dv; d++)
-        dst[d] = o[d] * inv;
-}
-
 /* Attention of head h over query rows [i0, i0 + mq) of batch b, reading K and V
  * packed at kp; writes O / l to out (row stride ld). */
 static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
@@ -395,7 +383,7 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         }
     }
     for (int64_t r = 0; r < mq; r++)
-        finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
+        mha_finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
 }
 
 /* Decoding, one task: key chunk c of (b, g), for every query row of every head of

@@ -148,6 +148,9 @@ void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void 
 void mha_softmax_step(const mha_kernels *kern, float *srow, int64_t vis, int64_t nk, float *m, float *l,
                       float *o, int64_t dv);
 
+/* dst = o / l, or zeros for a row that may attend to nothing (l == 0). */
+void mha_finish_row(const float *o, float l, int64_t dv, float *dst);
+
 /* Decoding reads K and V rows in place (engine/decode_rows.c). Prefetches into
  * L2 share `part` of `parts` of the m rows of n floats at `rows` (stride ld): token-
  * major caches put every row on a new page, where the hardware prefetchers stop. */

@@ -1,4 +1,4 @@
-/* The online-softmax step shared by the attention drivers (engine/flash.c,
+/* The online-softmax step and the final division shared by the attention drivers (engine/flash.c,
  * engine/serve_attend.c). */
 #include <math.h>
 #include <string.h>
@@ -28,4 +28,16 @@ void mha_softmax_step(const mha_kernels *kern, float *srow, int64_t vis, int64_t
     if (alpha != 1.0f)
         kern->f32_scale(o, alpha, (size_t)dv);
     *m = mnew;
+}
+
+/* dst = o / l, or zeros for a row that may attend to nothing (l == 0). */
+void mha_finish_row(const float *o, float l, int64_t dv, float *dst)
+{
+    if (l == 0.0f) {
+        memset(dst, 0, (size_t)dv * sizeof(float));
+        return;
+    }
+    float inv = 1.0f / l;
+    for (int64_t d = 0; d < dv; d++)
+        dst[d] = o[d] * inv;
 }

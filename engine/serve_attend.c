@@ -41,13 +41,7 @@ static void finish_row(const float *o, float m, float l, int64_t dv, float *dst,
 {
     if (lse)
         *lse = l == 0.0f ? -INFINITY : m + logf(l);
-    if (l == 0.0f) {
-        memset(dst, 0, (size_t)dv * sizeof(float));
-        return;
-    }
-    float inv = 1.0f / l;
-    for (int64_t d = 0; d < dv; d++)
-        dst[d] = o[d] * inv;
+    mha_finish_row(o, l, dv, dst);
 }
 
 /* Row t, head h of Q, scaled into buf when the scale is not 1. */

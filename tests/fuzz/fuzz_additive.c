@@ -14,37 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "mha.h"
-
-typedef struct bytes {
-    const uint8_t *p;
-    size_t n;
-} bytes;
-
-static unsigned take(bytes *b, unsigned range)
-{
-    unsigned v = 0;
-    if (b->n) {
-        v = b->p[0];
-        b->p++;
-        b->n--;
-    }
-    return range ? v % range : v;
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
 
 static float *random_floats(int64_t n, uint64_t *s, float amp)
 {
     float *x = malloc((size_t)n * sizeof *x + 1);
     for (int64_t i = 0; i < n; i++)
-        x[i] = amp * (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        x[i] = amp * rng_float(s);
     return x;
 }
 
