@@ -138,7 +138,7 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
     /* Workspace: projections (with a model), append bitmap, states, threads.
      * Every slice in floats, checked, then laid out. */
     const int64_t T = p->total_rows;
-    int64_t fq = 0, fk = 0, fv = 0, fcat = 0, fbits = 0, fstates, fthreads;
+    int64_t fq = 0, fk = 0, fv = 0, fcat = 0, fbits = 0, fstates = 0, fthreads = 0;
     if (a->model) {
         ok = ok && mha_mul3(T, d->heads, d->dk, &fq) && mha_mul3(T, d->kv_heads, d->dk, &fk) &&
              mha_mul3(T, d->kv_heads, d->dv, &fv) && mha_mul(T, p->ncat, &fcat);
