@@ -23,6 +23,15 @@
  *   floats: p*2^n1 is exact and the second multiply rounds once, giving correct
  *   denormals, 0 and +inf.
  */
+/*
+ * The softmax's exp (f32_exp_sub_sum) flushes to +0 every result below 2^-126:
+ * x < MHA_EXP_FLUSH, the least float whose exact exp is >= 2^-126 (-126 ln 2 =
+ * -87.33654475 rounds to the float below, whose exp is a denormal). Such lanes are
+ * clamped to MHA_EXP_FLUSH (a normal result: no denormal is produced, which costs
+ * a microcode assist on Intel cores) and then zeroed by a compare; NaN compares
+ * false and stays NaN. The lanes at or above the threshold keep their bits.
+ */
+#define MHA_EXP_FLUSH (-0x1.5d589ep+6f) /* -87.3365402 */
 #define MHA_EXP_LO (-104.0f)
 #define MHA_EXP_HI 89.0f
 #define MHA_EXP_LOG2E 1.44269504088896341f

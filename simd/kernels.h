@@ -47,8 +47,12 @@ typedef struct mha_kernels {
      * NaN (so a NaN row is never mistaken for a fully masked one). */
     float (*f32_rowmax)(const float *x, size_t n);
     /* y[i] = exp(x[i] - sub), returns the sum of the y[i]; x == y allowed.
-     * The engine passes a finite sub (the row max); x[i] == -inf gives 0. A NaN
-     * in x (or sub == +-inf) gives NaN elements and a NaN sum: never hidden. */
+     * The engine passes a finite sub (the row max); x[i] == -inf gives 0. Results
+     * below 2^-126 are flushed to +0: x[i] - sub < MHA_EXP_FLUSH (-87.3365402, the
+     * least float whose exp is >= 2^-126; simd/common.h) gives exactly +0, so no
+     * denormal is produced (a microcode assist per lane on Intel) nor handed to
+     * P.V. Every other element has f32_exp's bits for x[i] - sub. A NaN in x (or
+     * sub == +-inf) gives NaN elements and a NaN sum: never hidden. */
     float (*f32_exp_sub_sum)(const float *x, float sub, float *y, size_t n);
     /* x[i] *= s; n may be 0 (true of every kernel taking n, except rowmax). */
     void (*f32_scale)(float *x, float s, size_t n);

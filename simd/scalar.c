@@ -15,12 +15,13 @@
 
 /* exp(x), the algorithm of common.h in plain C (no FMA, so a few more roundings).
  * Measured max error over every float in [-104, 0]: 1.188 ulp (tests/test_kernels.c
- * sweep, worst at x = -59.95). */
-static inline float exp1(float x)
+ * sweep, worst at x = -59.95). x is clamped below at lo: MHA_EXP_LO, or
+ * MHA_EXP_FLUSH for the softmax. */
+static inline float exp1_from(float x, float lo)
 {
     /* Branch-free (the compiler vectorizes the loops around it). NaN passes the
      * clamp and makes r and p NaN; n is zeroed so the int conversion stays defined. */
-    x = x < MHA_EXP_LO ? MHA_EXP_LO : x;
+    x = x < lo ? lo : x;
     x = x > MHA_EXP_HI ? MHA_EXP_HI : x;
     /* Round to nearest even: adding 1.5*2^23 pushes the fraction out (|x*log2e| < 2^22). */
     const float magic = 12582912.0f;
@@ -43,6 +44,11 @@ static inline float exp1(float x)
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
     return (p * s1) * s2;
+}
+
+static inline float exp1(float x)
+{
+    return exp1_from(x, MHA_EXP_LO);
 }
 
 static void mha_f32_exp__scalar(const float *x, float *y, size_t n)
@@ -88,7 +94,9 @@ static float mha_f32_exp_sub_sum__scalar(const float *x, float sub, float *y, si
 {
     float sum = 0.0f;
     for (size_t i = 0; i < n; i++) {
-        float e = exp1(x[i] - sub);
+        /* The flush of common.h: lanes below MHA_EXP_FLUSH never reach exp1. */
+        float d = x[i] - sub;
+        float e = d < MHA_EXP_FLUSH ? 0.0f : exp1_from(d, MHA_EXP_FLUSH);
         y[i] = e;
         sum += e;
     }

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "internal.h" /* mha_gemm_run: the projection driver on each table */
+#include "common.h" /* MHA_EXP_FLUSH */
 #include "kernels.h"
 #include "testutil.h"
 
@@ -521,6 +522,87 @@ START_TEST(test_exp_sub_sum)
 }
 END_TEST
 
+/* The flush of results below 2^-126 (simd/common.h): every table, every length to 70
+ * (each ISA's blocks and tails), x - sub dense around MHA_EXP_FLUSH and spread over
+ * [-130, 5] with -inf, huge negatives and NaN mixed in. Zeroed lanes are +0, every
+ * other lane is normal and has f32_exp's bits for x - sub, the sum matches float64. */
+START_TEST(test_exp_sub_sum_flush)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    /* The threshold is the least float whose exact exp is >= 2^-126. */
+    const float t = MHA_EXP_FLUSH;
+    FAIL_IF(!(exp((double)t) >= 0x1p-126 && exp((double)nextafterf(t, -INFINITY)) < 0x1p-126),
+            "MHA_EXP_FLUSH = %.9g is not the 2^-126 threshold", (double)t);
+    test_rng g = test_rng_seed(31);
+    const size_t cap = 70;
+    float *x = unaligned(cap), *y = unaligned(cap), *d = unaligned(cap), *e = unaligned(cap);
+    const float subs[] = {0.0f, 1.75f, -3.25f, 40.0f};
+    for (size_t n = 1; n <= cap; n++) {
+        for (size_t si = 0; si < sizeof subs / sizeof subs[0]; si++) {
+            const float sub = subs[si];
+            /* Half the lanes step by one ulp from 35 ulps below the threshold, the
+             * rest spread wide; specials at fixed places. */
+            float a = t;
+            for (int j = 0; j < 35; j++)
+                a = nextafterf(a, -INFINITY);
+            for (size_t i = 0; i < n; i++) {
+                if (i % 2 == 0) {
+                    x[i] = a + sub;
+                    a = nextafterf(a, INFINITY);
+                } else {
+                    x[i] = test_rng_uniform(&g, -130.0f, 5.0f) + sub;
+                }
+            }
+            if (n > 3)
+                x[3] = -INFINITY;
+            if (n > 5)
+                x[5] = -FLT_MAX;
+            if (n > 7)
+                x[7] = -1e30f;
+            for (size_t i = 0; i < n; i++)
+                d[i] = x[i] - sub;
+            k->f32_exp(d, e, n);
+            memset(y, 0xff, cap * sizeof(float));
+            const float sum = k->f32_exp_sub_sum(x, sub, y, n);
+            double ref_sum = 0.0;
+            for (size_t i = 0; i < n; i++) {
+                ref_sum += exp_ref(d[i]);
+                if (d[i] < t) {
+                    FAIL_IF(!(float_to_bits(y[i]) == 0u),
+                            "%s: exp_sub_sum(%.9g - %g) = %a, expected +0", k->name,
+                            (double)x[i], (double)sub, (double)y[i]);
+                } else {
+                    FAIL_IF(!(y[i] >= FLT_MIN && float_to_bits(y[i]) == float_to_bits(e[i])),
+                            "%s: exp_sub_sum(%.9g - %g) = %a, f32_exp gives %a", k->name,
+                            (double)x[i], (double)sub, (double)y[i], (double)e[i]);
+                }
+            }
+            for (size_t i = n; i < cap; i++)
+                FAIL_IF(!(isnan(y[i])), "%s: exp_sub_sum n=%zu wrote past the end", k->name, n);
+            /* Each flushed term is below 2^-126: the sum moves by far less than 1e-6. */
+            FAIL_IF(!(fabs(sum - ref_sum) <= 1e-6 * ref_sum + n * 0x1p-126),
+                    "%s: exp_sub_sum flush n=%zu: sum %a vs %a", k->name, n, (double)sum, ref_sum);
+        }
+        /* NaN in x or in sub propagates, wherever it sits. */
+        for (size_t i = 0; i < n; i++)
+            x[i] = -100.0f;
+        x[n - 1] = NAN;
+        FAIL_IF(!(isnan(k->f32_exp_sub_sum(x, 0.0f, y, n)) && isnan(y[n - 1])),
+                "%s: exp_sub_sum n=%zu hid a NaN among flushed lanes", k->name, n);
+        x[n - 1] = -100.0f;
+        const float s = k->f32_exp_sub_sum(x, NAN, y, n);
+        FAIL_IF(!(isnan(s) && isnan(y[0]) && isnan(y[n - 1])),
+                "%s: exp_sub_sum n=%zu hid a NaN sub", k->name, n);
+    }
+    release(x);
+    release(y);
+    release(d);
+    release(e);
+}
+END_TEST
+
 START_TEST(test_scale_and_masks)
 {
     const mha_kernels *k = table(_i);
@@ -1002,6 +1084,7 @@ Suite *suite_kernels(void)
     tcase_add_loop_test(tc, test_tanh_sweep, lo, hi);
     tcase_add_loop_test(tc, test_rowmax, lo, hi);
     tcase_add_loop_test(tc, test_exp_sub_sum, lo, hi);
+    tcase_add_loop_test(tc, test_exp_sub_sum_flush, lo, hi);
     tcase_add_loop_test(tc, test_scale_and_masks, lo, hi);
     tcase_add_loop_test(tc, test_gemm, lo, hi);
     tcase_add_loop_test(tc, test_pack, lo, hi);

@@ -19,11 +19,12 @@
 #define NR 8
 
 /* exp of 4 lanes, the algorithm of common.h. Measured max error over a strided
- * sample of [-104, 0] under qemu: 1 ulp (tests/test_kernels.c). */
-static inline float32x4_t exp4(float32x4_t x)
+ * sample of [-104, 0] under qemu: 1 ulp (tests/test_kernels.c). x is clamped below
+ * at lo: MHA_EXP_LO, or MHA_EXP_FLUSH for the softmax. */
+static inline float32x4_t exp4_from(float32x4_t x, float lo)
 {
     /* FMAX/FMIN return NaN when an operand is NaN: NaN passes through. */
-    x = vmaxq_f32(x, vdupq_n_f32(MHA_EXP_LO));
+    x = vmaxq_f32(x, vdupq_n_f32(lo));
     x = vminq_f32(x, vdupq_n_f32(MHA_EXP_HI));
     float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(MHA_EXP_LOG2E)));
     float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(MHA_EXP_C1));
@@ -43,6 +44,20 @@ static inline float32x4_t exp4(float32x4_t x)
     float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, bias), 23));
     float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, bias), 23));
     return vmulq_f32(vmulq_f32(p, s1), s2);
+}
+
+static inline float32x4_t exp4(float32x4_t x)
+{
+    return exp4_from(x, MHA_EXP_LO);
+}
+
+/* exp4 with the softmax's flush of common.h: results below 2^-126 are +0 (the
+ * lanes clamped to MHA_EXP_FLUSH are zeroed; NaN fails the less-than and stays). */
+static inline float32x4_t exp4_flush(float32x4_t d)
+{
+    const uint32x4_t flush = vcltq_f32(d, vdupq_n_f32(MHA_EXP_FLUSH));
+    const float32x4_t e = exp4_from(d, MHA_EXP_FLUSH);
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(e), flush));
 }
 
 /* Tails go through a 4-float stack buffer. */
@@ -129,21 +144,21 @@ static float mha_f32_exp_sub_sum__neon(const float *x, float sub, float *y, size
     float32x4_t s0 = vdupq_n_f32(0.0f), s1 = s0;
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        float32x4_t e0 = exp4(vsubq_f32(vld1q_f32(x + i), vs));
-        float32x4_t e1 = exp4(vsubq_f32(vld1q_f32(x + i + 4), vs));
+        float32x4_t e0 = exp4_flush(vsubq_f32(vld1q_f32(x + i), vs));
+        float32x4_t e1 = exp4_flush(vsubq_f32(vld1q_f32(x + i + 4), vs));
         vst1q_f32(y + i, e0);
         vst1q_f32(y + i + 4, e1);
         s0 = vaddq_f32(s0, e0);
         s1 = vaddq_f32(s1, e1);
     }
     for (; i + 4 <= n; i += 4) {
-        float32x4_t e = exp4(vsubq_f32(vld1q_f32(x + i), vs));
+        float32x4_t e = exp4_flush(vsubq_f32(vld1q_f32(x + i), vs));
         vst1q_f32(y + i, e);
         s0 = vaddq_f32(s0, e);
     }
     if (i < n) {
         /* Pad with -inf: exp(-inf - sub) = 0 adds nothing (sub is finite). */
-        float32x4_t e = exp4(vsubq_f32(load_tail(x + i, n - i, -INFINITY), vs));
+        float32x4_t e = exp4_flush(vsubq_f32(load_tail(x + i, n - i, -INFINITY), vs));
         store_tail(y + i, n - i, e);
         static const uint32_t lanes[4] = {0, 1, 2, 3};
         uint32x4_t keep = vcltq_u32(vld1q_u32(lanes), vdupq_n_u32((uint32_t)(n - i)));

@@ -24,11 +24,12 @@ static inline __m256i tail_mask(size_t n)
 }
 
 /* exp of 8 lanes, the algorithm of common.h. Measured max error over every float in
- * [-104, 0]: 0.889 ulp (tests/test_kernels.c sweep, worst at x = -38.45). */
-static inline __m256 exp8(__m256 x)
+ * [-104, 0]: 0.889 ulp (tests/test_kernels.c sweep, worst at x = -38.45). x is
+ * clamped below at lo: MHA_EXP_LO, or MHA_EXP_FLUSH for the softmax. */
+static inline __m256 exp8_from(__m256 x, float lo)
 {
     /* max/min return their second operand when one is NaN: NaN passes through. */
-    x = _mm256_max_ps(_mm256_set1_ps(MHA_EXP_LO), x);
+    x = _mm256_max_ps(_mm256_set1_ps(lo), x);
     x = _mm256_min_ps(_mm256_set1_ps(MHA_EXP_HI), x);
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(MHA_EXP_LOG2E)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -49,6 +50,19 @@ static inline __m256 exp8(__m256 x)
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+static inline __m256 exp8(__m256 x)
+{
+    return exp8_from(x, MHA_EXP_LO);
+}
+
+/* exp8 with the softmax's flush of common.h: results below 2^-126 are +0 (the
+ * lanes clamped to MHA_EXP_FLUSH are zeroed; NaN is not-less-than and stays). */
+static inline __m256 exp8_flush(__m256 d)
+{
+    const __m256 keep = _mm256_cmp_ps(d, _mm256_set1_ps(MHA_EXP_FLUSH), _CMP_NLT_UQ);
+    return _mm256_and_ps(keep, exp8_from(d, MHA_EXP_FLUSH));
 }
 
 static inline float hsum8(__m256 v)
@@ -151,21 +165,21 @@ static float mha_f32_exp_sub_sum__avx2(const float *x, float sub, float *y, size
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
-        __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vs));
+        __m256 e0 = exp8_flush(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+        __m256 e1 = exp8_flush(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vs));
         _mm256_storeu_ps(y + i, e0);
         _mm256_storeu_ps(y + i + 8, e1);
         s0 = _mm256_add_ps(s0, e0);
         s1 = _mm256_add_ps(s1, e1);
     }
     for (; i + 8 <= n; i += 8) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
+        __m256 e = exp8_flush(_mm256_sub_ps(_mm256_loadu_ps(x + i), vs));
         _mm256_storeu_ps(y + i, e);
         s0 = _mm256_add_ps(s0, e);
     }
     if (i < n) {
         __m256i m = tail_mask(n - i);
-        __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vs));
+        __m256 e = exp8_flush(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), vs));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(m));
         _mm256_maskstore_ps(y + i, m, e);
         s1 = _mm256_add_ps(s1, e);

@@ -25,11 +25,12 @@ static inline __mmask16 tail_mask(size_t n)
 }
 
 /* exp of 16 lanes, the algorithm of common.h. Measured max error over every float
- * in [-104, 0]: 0.889 ulp (tests/test_kernels.c sweep, worst at x = -38.45). */
-static inline __m512 exp16(__m512 x)
+ * in [-104, 0]: 0.889 ulp (tests/test_kernels.c sweep, worst at x = -38.45). x is
+ * clamped below at lo: MHA_EXP_LO, or MHA_EXP_FLUSH for the softmax. */
+static inline __m512 exp16_from(__m512 x, float lo)
 {
     /* max/min return their second operand when one is NaN: NaN passes through. */
-    x = _mm512_max_ps(_mm512_set1_ps(MHA_EXP_LO), x);
+    x = _mm512_max_ps(_mm512_set1_ps(lo), x);
     x = _mm512_min_ps(_mm512_set1_ps(MHA_EXP_HI), x);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(MHA_EXP_LOG2E)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -46,6 +47,19 @@ static inline __m512 exp16(__m512 x)
     /* p * 2^n in one rounding: vscalefps handles overflow to inf and gradual
      * underflow itself, so the two-multiply split of common.h is not needed. */
     return _mm512_scalef_ps(p, n);
+}
+
+static inline __m512 exp16(__m512 x)
+{
+    return exp16_from(x, MHA_EXP_LO);
+}
+
+/* exp16 with the softmax's flush of common.h: results below 2^-126 are +0 (the
+ * lanes clamped to MHA_EXP_FLUSH are zeroed; NaN is not-less-than and stays). */
+static inline __m512 exp16_flush(__m512 d)
+{
+    const __mmask16 keep = _mm512_cmp_ps_mask(d, _mm512_set1_ps(MHA_EXP_FLUSH), _CMP_NLT_UQ);
+    return _mm512_maskz_mov_ps(keep, exp16_from(d, MHA_EXP_FLUSH));
 }
 
 /* y[i] = f(x[i]) 16 lanes at a time, the tail masked (zeros in the unused lanes).
@@ -127,8 +141,8 @@ static float mha_f32_exp_sub_sum__avx512(const float *x, float sub, float *y, si
     __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vs));
-        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vs));
+        __m512 e0 = exp16_flush(_mm512_sub_ps(_mm512_loadu_ps(x + i), vs));
+        __m512 e1 = exp16_flush(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vs));
         _mm512_storeu_ps(y + i, e0);
         _mm512_storeu_ps(y + i + 16, e1);
         s0 = _mm512_add_ps(s0, e0);
@@ -136,7 +150,7 @@ static float mha_f32_exp_sub_sum__avx512(const float *x, float sub, float *y, si
     }
     for (; i < n; i += 16) {
         __mmask16 m = tail_mask(n - i);
-        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
+        __m512 e = exp16_flush(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vs));
         _mm512_mask_storeu_ps(y + i, m, e);
         s1 = _mm512_mask_add_ps(s1, m, s1, e);
     }
