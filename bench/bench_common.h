@@ -93,6 +93,7 @@ using FwdShape = std::vector<int64_t>;
 struct Plan {
     std::vector<AttnShape> attention;
     std::vector<AttnShape> attention_reference; // small shapes only (float64 oracle)
+    std::vector<AttnShape> attention_masked;    // a 50% random bool mask (causal must be 0)
     std::vector<DecodeShape> decode;
     std::vector<FwdShape> forward;
     std::vector<FwdShape> forward_reference;

@@ -170,6 +170,7 @@ Plan full_plan()
     // long (1x2048, 16 heads, with/without causal) is in the sequence sweep.
 
     p.attention_reference = {{1, 16, 64, 64, 64, 0}, {1, 16, 128, 128, 64, 0}, {1, 4, 32, 32, 64, 0}};
+    p.attention_masked = {{1, 16, 2048, 2048, 64, 0}};
 
     // Decoding {B, H, G, Lq, Lk, d}: one query row per head against a cache, MHA
     // and GQA (H32 G8), K/V in cache, batched, and K/V twice the last-level cache
@@ -196,6 +197,7 @@ Plan smoke_plan()
     Plan p;
     p.attention = {{1, 2, 16, 16, 16, 0}, {1, 2, 16, 16, 16, 1}, {1, 2, 1, 32, 16, 0}};
     p.attention_reference = p.attention;
+    p.attention_masked = {{1, 2, 16, 16, 16, 0}};
     p.decode = {{1, 4, 2, 1, 64, 16}, {2, 4, 1, 2, 40, 8}};
     p.forward = {{1, 16, 32, 4, 0}, {2, 8, 32, 2, 1}};
     p.forward_reference = p.forward;

@@ -1,6 +1,7 @@
 // attention / forward on the library's active ISA, interleaved with their
 // baselines (OpenBLAS unfused, float64 reference) on the same args.
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -92,6 +93,34 @@ void BM_attention(benchmark::State &st, int layout)
         return;
     st.SetLabel(label("mha", active_name(), threads));
     set_counters(st, timer, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
+                 peak_gflops(mha_active_isa(), threads));
+}
+
+// A boolean mask [Lq, Lk] shared by every head (stride 0), each pair kept with
+// probability 1/2, drawn once: half of every row's exps come out 0 and are
+// flushed (f32_exp_sub_sum's 2^-126 flush; without it, the masked lanes' tiny
+// results cost a microcode assist each on Intel and the row ran ~3x slower).
+void BM_attention_masked(benchmark::State &st, int layout)
+{
+    int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
+    int threads = (int)st.range(6);
+    AttnData a(b, h, h, lq, lk, d, false, threads, layout);
+    std::vector<uint8_t> keep((size_t)(lq * lk));
+    uint32_t x = 2463534242u;
+    for (uint8_t &k : keep) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        k = (uint8_t)(x >> 31);
+    }
+    a.args.mask.bool_mask.data = keep.data();
+    a.args.mask.bool_mask.stride_q = lk;
+    LoopTimer timer(threads);
+    if (!run_attention(st, a, threads, &timer))
+        return;
+    st.SetLabel(label("mha", active_name(), threads));
+    // Flops of the dense call: a random mask skips no tile.
+    set_counters(st, timer, attention_flops(b, h, lq, lk, d, false), attention_bytes(b, h, lq, lk, d),
                  peak_gflops(mha_active_isa(), threads));
 }
 
@@ -248,6 +277,15 @@ void register_mha(const Plan &plan)
             apply_timing(b, flops);
         }
     }
+    for (const AttnShape &s : plan.attention_masked)
+        for (int t : thread_counts()) {
+            std::vector<int64_t> args = s;
+            args.push_back(t);
+            auto *b = benchmark::RegisterBenchmark("attention_masked/mask:bool50/layout:bhld",
+                                                   BM_attention_masked, (int)BHLD);
+            b->ArgNames({"B", "H", "Lq", "Lk", "d", "causal", "threads"})->Args(args)->Unit(benchmark::kMillisecond);
+            apply_timing(b, attention_flops(s[0], s[1], s[2], s[3], s[4], false));
+        }
     for (const DecodeShape &s : plan.decode) {
         double flops = attention_flops(s[0], s[1], s[3], s[4], s[5], false);
         for (int t : thread_counts())
