@@ -64,10 +64,10 @@ mha_status serve_append_check(const mha_serve_plan *p, const mha_batch *b, const
 }
 
 void serve_append_store(const mha_serve_plan *p, const mha_batch *b, const serve_cache *c,
-                        const int64_t *slots, const float *k, const float *v)
+                        const int64_t *slots, const float *k, const float *v, int run_threads)
 {
     const int64_t G = c->G, dk = c->dk, dv = c->dv;
-    const int threads = mha_threads_for(p->threads, p->num_seqs);
+    const int threads = mha_threads_for(run_threads, p->num_seqs);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
     for (int64_t s = 0; s < p->num_seqs; s++)
         for (int64_t t = b->q_start[s]; t < b->q_start[s + 1]; t++) {
@@ -112,7 +112,9 @@ mha_status mha_kv_append(const mha_model *model, const mha_serve_plan *plan, con
         {args->key_src, cfg->kdim, &model->k, k, cfg->num_kv_heads * cfg->head_dim_qk, T},
         {args->value_src, cfg->vdim, &model->v, v, cfg->num_kv_heads * cfg->head_dim_v, T},
     };
-    mha_gemm_run(model->kern, jobs, 2, plan->threads, (float *)(ws + plan->ws_threads));
-    serve_append_store(plan, batch, &c, args->slots, k, v);
+    const int threads = serve_threads_enter(plan);
+    mha_gemm_run(model->kern, jobs, 2, threads, (float *)(ws + plan->ws_threads));
+    serve_append_store(plan, batch, &c, args->slots, k, v, threads);
+    mha_threads_leave();
     return MHA_OK;
 }

@@ -51,7 +51,8 @@ struct mha_serve_plan {
     int64_t block_size, slots;    /* cache slots the append bitmap covers */
     int64_t num_seqs, total_rows;
     int non_causal;
-    int threads;
+    int requested;                /* the caller's num_threads (0: the shared default) */
+    int threads;                  /* the most a run uses (workspace slices) */
     int64_t bq;                   /* prefill rows per item */
     int64_t n_items, n_merges;
     size_t state_floats;          /* one (m, l, O) state: d_v + 2, rounded */
@@ -124,9 +125,9 @@ mha_status serve_check_model_call(const mha_model *model, const mha_serve_plan *
  * overlapping nothing the append reads. */
 mha_status serve_append_check(const mha_serve_plan *p, const mha_batch *b, const serve_cache *c,
                               const int64_t *slots, uint64_t *bits);
-/* Stores k [T, G*d_k], v [T, G*d_v] into the rows' slots. */
+/* Stores k [T, G*d_k], v [T, G*d_v] into the rows' slots, on at most `threads`. */
 void serve_append_store(const mha_serve_plan *p, const mha_batch *b, const serve_cache *c,
-                        const int64_t *slots, const float *k, const float *v);
+                        const int64_t *slots, const float *k, const float *v, int threads);
 
 /* Addressing (serve_kv.c): the run of keys of sequence s starting at position j,
  * kv head g, at most want long and within one block: *k, *v point at key j, *ldk,
@@ -138,11 +139,21 @@ int64_t serve_slot_of(const serve_cache *c, const mha_batch *b, int64_t s, int64
 /* Pointers of slot for kv head g. */
 void serve_slot_ptrs(const serve_cache *c, int64_t slot, int64_t g, float **k, float **v);
 
-/* Attention of the plan's items (serve_attend.c): q rows [T, H, d_k] at strides
- * qs, out [T, H, d_v] at os, lse [T, H] or NULL. ws: the workspace's aligned start. */
+/* Attention of the plan's items (serve_attend.c) on at most `threads` (<= the
+ * plan's): q rows [T, H, d_k] at strides qs, out [T, H, d_v] at os, lse [T, H] or
+ * NULL. ws: the workspace's aligned start. */
 void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_batch *b,
                   const serve_cache *c, const float *q, const int64_t qs[2], float scale,
-                  float *out, const int64_t os[2], float *lse, char *ws);
+                  float *out, const int64_t os[2], float *lse, char *ws, int threads);
+
+/* The threads a run of plan p starts on now: the plan's, fewer while other calls
+ * are in flight and the caller asked for the default (engine/threads.c). Pair
+ * with mha_threads_leave. */
+static inline int serve_threads_enter(const mha_serve_plan *p)
+{
+    int n = mha_threads_enter(p->requested);
+    return n < p->threads ? n : p->threads;
+}
 
 /* Aligned start of a workspace or storage buffer. */
 static inline char *serve_align(void *p)

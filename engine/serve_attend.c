@@ -245,7 +245,7 @@ static void merge_row(const ctx *x, const serve_merge *mg, int64_t h, int64_t i)
 
 void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_batch *b,
                   const serve_cache *c, const float *q, const int64_t qs[2], float scale,
-                  float *out, const int64_t os[2], float *lse, char *ws)
+                  float *out, const int64_t os[2], float *lse, char *ws, int run_threads)
 {
     const ctx x = {kern, p, b, c, q, qs[0], qs[1], scale, out, os[0], os[1], lse,
                    (float *)(ws + p->ws_states)};
@@ -253,7 +253,7 @@ void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_ba
     const int64_t G = p->dims.kv_heads, tasks = p->n_items * G, H = p->dims.heads;
     const serve_item *items = plan_items(p);
     const serve_merge *merges = plan_merges(p);
-    const int threads = mha_threads_for(p->threads, tasks > p->n_merges * H ? tasks : p->n_merges * H);
+    const int threads = mha_threads_for(run_threads, tasks > p->n_merges * H ? tasks : p->n_merges * H);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * p->thread_floats;

@@ -83,6 +83,7 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
     p->num_seqs = n;
     p->total_rows = b->q_start[n];
     p->non_causal = b->non_causal != 0;
+    p->requested = a->num_threads;
     p->threads = mha_threads(a->num_threads);
     p->bq = pg * 64 <= SERVE_GROUP_ROWS ? 64 : (SERVE_GROUP_ROWS / pg > 0 ? SERVE_GROUP_ROWS / pg : 1);
     p->state_floats = (size_t)round_to(d->dv + 2, 16);

@@ -23,8 +23,10 @@ mha_status mha_serve_attention(const mha_serve_plan *plan, const mha_batch *batc
         mha_ranges_overlap(workspace, workspace_bytes, args->out, ob) ||
         mha_ranges_overlap(workspace, workspace_bytes, args->lse, args->lse ? (size_t)(T * H) * sizeof(float) : 0))
         return MHA_ERR_ALIAS;
+    const int threads = serve_threads_enter(plan);
     serve_attend(mha_kernels_active(), plan, batch, &c, args->q, qs, scale, args->out, os, args->lse,
-                 serve_align(workspace));
+                 serve_align(workspace), threads);
+    mha_threads_leave();
     return MHA_OK;
 }
 
@@ -64,18 +66,20 @@ mha_status mha_serve_layer(const mha_model *model, const mha_serve_plan *plan, c
         {args->x, cfg->embed_dim, &model->v, v, G * dv, T},
     };
     float *pack = (float *)(ws + plan->ws_threads); /* thread slices, free until the attention */
-    mha_gemm_run(kern, proj, 3, plan->threads, pack);
-    serve_append_store(plan, batch, &c, NULL, k, v);
+    const int threads = serve_threads_enter(plan);
+    mha_gemm_run(kern, proj, 3, threads, pack);
+    serve_append_store(plan, batch, &c, NULL, k, v, threads);
 
     /* The scale is folded into W_q; heads go to the concatenation (or straight
      * out without an output projection), then through W_o. */
     const bool proj_out = model->o.panels != NULL;
     float *cat = proj_out ? (float *)(ws + plan->ws_cat) : args->out;
     const int64_t qs[2] = {H * dk, dk}, os[2] = {H * dv, dv};
-    serve_attend(kern, plan, batch, &c, q, qs, 1.0f, cat, os, NULL, ws);
+    serve_attend(kern, plan, batch, &c, q, qs, 1.0f, cat, os, NULL, ws, threads);
     if (proj_out) {
         mha_gemm_job job = {cat, H * dv, &model->o, args->out, cfg->out_dim, T};
-        mha_gemm_run(kern, &job, 1, plan->threads, pack); /* free again */
+        mha_gemm_run(kern, &job, 1, threads, pack); /* free again */
     }
+    mha_threads_leave();
     return MHA_OK;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "serve_prob.h"
 #include "testutil.h"
 
 /* One small attention call, dense [B, H, L, d] tensors. */
@@ -206,6 +207,33 @@ START_TEST(test_default_inside_parallel_region)
 }
 END_TEST
 
+/* The serving run shares the default like every other entry: with another call
+ * in flight on a 2-core machine, a num_threads 0 plan runs on 1 thread (starts
+ * none), and on both once that call left; the result is the same bits. */
+START_TEST(test_serve_shares_default)
+{
+    if (mha_threads(0) < 2)
+        return; /* one processor: nothing to share */
+    const int32_t ql[2] = {40, 1}, kl[2] = {600, 3000};
+    serve_prob p;
+    serve_prob_init(&p, 7, 2, 4, 2, 32, 32, ql, kl, SP_PAGED_2D, 16);
+    int before = count_threads();
+    mha_threads_enter(0); /* another call running */
+    float *shared = serve_run(&p, 0, 0.0f, NULL);
+    int during = count_threads() - before;
+    mha_threads_leave();
+    float *alone = serve_run(&p, 0, 0.0f, NULL);
+    int after = count_threads() - before;
+    require(during == 0, "serve with a call in flight started %d threads", during);
+    require(after > 0, "serve alone started no threads");
+    require(memcmp(shared, alone, (size_t)(p.T * p.H * p.dv) * sizeof(float)) == 0,
+            "serve on 1 and 2 threads differ");
+    free(shared);
+    free(alone);
+    serve_prob_free(&p);
+}
+END_TEST
+
 START_TEST(test_version)
 {
     char want[32];
@@ -228,6 +256,7 @@ Suite *suite_limits(void)
     tcase_add_test(tc, test_threads_capped_by_work);
     tcase_add_test(tc, test_default_shared_by_calls_in_flight);
     tcase_add_test(tc, test_default_inside_parallel_region);
+    tcase_add_test(tc, test_serve_shares_default);
     tcase_add_test(tc, test_version);
     suite_add_tcase(s, tc);
     return s;

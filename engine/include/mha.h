@@ -634,7 +634,10 @@ typedef struct mha_serve_plan_args {
     int64_t num_heads, num_kv_heads, head_dim_qk, head_dim_v; /* H, G (0 = H), d_k, d_v */
     const mha_batch *batch;       /* read: num_seqs, q_start, kv_len, non_causal */
     const mha_kv_cache *cache;    /* read: layout, block_size, num_blocks, num_seqs, max_len */
-    int num_threads;              /* 0 = OpenMP's default; results do not depend on it */
+    /* 0 = the default (threads section): the workspace is sized for all of it, and
+     * each append/layer/attention call shares it with the calls then in flight;
+     * results do not depend on it */
+    int num_threads;
 } mha_serve_plan_args;
 
 /* Bytes of plan storage and of workspace for these lengths. */
