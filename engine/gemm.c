@@ -4,33 +4,46 @@
  * A is packed here, a block of mc rows x kc columns at a time, into micro-panels
  * of mr rows (kern->f32_pack_a), so the microkernel reads it contiguously
  * whatever the caller's row stride (rows 4 KiB apart alias in L1 when read in
- * place). Blocks are sized from the caches: a kc-slice of one W panel stays in L1
- * while every micro-panel of the A block passes over it; the A block stays in L2.
+ * place). Loop order as in BLIS, with the operands' roles as the row-major C
+ * asks (the W panel is the microkernel's vector operand, A its broadcast one):
+ * one micro-panel of A stays in L1 while the kernel walks across a column block
+ * of W panels, whose kc-slices stay in L2 while every micro-panel of the A block
+ * passes over them. C is then visited along its rows (sequential lines the
+ * prefetchers follow), not down a column of tiles ldc apart; and kc, bounded by
+ * the A micro-panel rather than by a W slice, can be 2-3x longer, so C is
+ * revisited 2-3x less often (once per k block).
  */
 #include <omp.h>
 
 #include "internal.h"
 
-/* k columns per block: the kc x nr slice of a W panel takes half of L1d, the
- * rest holds a micro-panel of A and the C tile. A multiple of 8 within
- * [64, 1024]; k is then split into equal blocks, so the sum order depends only
- * on k and the machine, never on threads or m. */
+/* k columns per block: the mr x kc micro-panel of A takes half of L1d (the W
+ * slices stream through the rest from L2), a multiple of 8 within [64, 512]; k
+ * is then split into equal blocks, so the sum order depends only on k and the
+ * machine, never on threads, m or n. */
 static int64_t block_k(const mha_kernels *kern, int64_t k)
 {
-    int64_t kc = (int64_t)(mha_cache_l1d_bytes() / 2 / (kern->gemm_nr * sizeof(float))) / 8 * 8;
-    kc = kc < 64 ? 64 : kc > 1024 ? 1024 : kc;
+    int64_t kc = (int64_t)(mha_cache_l1d_bytes() / 2 / (kern->gemm_mr * sizeof(float))) / 8 * 8;
+    kc = kc < 64 ? 64 : kc > 512 ? 512 : kc;
     int64_t blocks = (k + kc - 1) / kc;
     int64_t even = blocks > 0 ? (k + blocks - 1) / blocks : 0;
     return (even + 7) / 8 * 8;
 }
 
 /* Largest row block: the packed mc x kc block of A takes a quarter of L2 (the
- * rest streams W panels and C), a multiple of mr within [mr, 512]. */
+ * rest holds a column block's W slices and C), a multiple of mr within [mr, 512]. */
 static int64_t block_m_max(const mha_kernels *kern, int64_t kc)
 {
     const int64_t mr = (int64_t)kern->gemm_mr;
     int64_t mc = (int64_t)(mha_cache_l2_bytes() / 4 / ((size_t)kc * sizeof(float))) / mr * mr;
     return mc < mr ? mr : mc > 512 ? 512 / mr * mr : mc;
+}
+
+/* W panels per column block: their kc-slices take a quarter of L2; at least 1. */
+static int64_t block_panels(const mha_kernels *kern, int64_t kc)
+{
+    int64_t np = (int64_t)(mha_cache_l2_bytes() / 4 / ((size_t)kc * kern->gemm_nr * sizeof(float)));
+    return np < 1 ? 1 : np;
 }
 
 static int64_t round_to(int64_t n, int64_t m)
@@ -51,20 +64,30 @@ void mha_gemm_block(const mha_kernels *kern, const float *a, int64_t lda, int64_
 {
     const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, k = w->k;
     const int64_t kc = block_k(kern, k), mc = block_m_max(kern, kc);
+    /* Column blocks of equal width (the last one no narrower than needed). */
+    const int64_t np_max = block_panels(kern, kc), panels = panel1 - panel0;
+    const int64_t col_blocks = (panels + np_max - 1) / np_max;
+    const int64_t np = col_blocks > 0 ? (panels + col_blocks - 1) / col_blocks : 0;
     for (int64_t r0 = 0; r0 < m; r0 += mc) {
         const int64_t mb = m - r0 < mc ? m - r0 : mc;
         for (int64_t p0 = 0; p0 < k; p0 += kc) {
             const int64_t kb = k - p0 < kc ? k - p0 : kc;
             kern->f32_pack_a((size_t)mb, (size_t)kb, a + r0 * lda + p0, (size_t)lda, pack);
-            for (int64_t panel = panel0; panel < panel1; panel++) {
-                const int64_t col = panel * nr, n = w->n - col < nr ? w->n - col : nr;
-                const float *b = w->panels + panel * k * nr + p0 * nr;
-                /* The bias goes in with the first k block, later blocks add to C. */
-                const float *bias = p0 == 0 && w->bias ? w->bias + col : NULL;
-                float *cb = c + r0 * ldc + col;
-                for (int64_t r = 0; r < mb; r += mr)
-                    kern->f32_gemm_pa((size_t)(mb - r < mr ? mb - r : mr), (size_t)n, (size_t)kb,
-                                      pack + r * kb, b, cb + r * ldc, (size_t)ldc, bias, p0 > 0);
+            for (int64_t j0 = panel0; j0 < panel1; j0 += np) {
+                const int64_t j1 = j0 + np < panel1 ? j0 + np : panel1;
+                for (int64_t r = 0; r < mb; r += mr) {
+                    const float *ap = pack + r * kb;
+                    float *cr = c + (r0 + r) * ldc;
+                    const size_t rows = (size_t)(mb - r < mr ? mb - r : mr);
+                    for (int64_t panel = j0; panel < j1; panel++) {
+                        const int64_t col = panel * nr, n = w->n - col < nr ? w->n - col : nr;
+                        const float *b = w->panels + panel * k * nr + p0 * nr;
+                        /* The bias goes in with the first k block, later blocks add to C. */
+                        const float *bias = p0 == 0 && w->bias ? w->bias + col : NULL;
+                        kern->f32_gemm_pa(rows, (size_t)n, (size_t)kb, ap, b, cr + col, (size_t)ldc,
+                                          bias, p0 > 0);
+                    }
+                }
             }
         }
     }

@@ -232,6 +232,11 @@ static void mha_f32_mask_u8__avx2(float *x, const uint8_t *keep, size_t n)
         x[i] = keep[i] ? x[i] : -INFINITY;
 }
 
+/* Floats of B the GEMM tile prefetches ahead of its reads (16 k-steps, one line
+ * each): the projection driver streams each W slice from L2 once per call (see
+ * avx512.c); prefetches past the panel's end do not fault. */
+#define B_AHEAD (16 * NR)
+
 /* The 6x16 tile on A[r][p] = a[r*rs + p*cs]: unpacked (rs = lda, cs = 1) or one
  * packed micro-panel (rs = 1, cs = MR). Rows r >= avail read row avail-1 (valid
  * memory); rows past m are never stored. Inlined into both entries so that the
@@ -260,6 +265,7 @@ gemm_6x16(size_t m, size_t n, size_t k, const float *a, size_t rs, size_t cs, si
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
 #define STEP(p)                                                                       \
     do {                                                                              \
+        _mm_prefetch((const char *)(b + (p) * NR + B_AHEAD), _MM_HINT_T0);            \
         __m256 b0 = _mm256_loadu_ps(b + (p) * NR), b1 = _mm256_loadu_ps(b + (p) * NR + 8); \
         __m256 av;                                                                    \
         av = _mm256_broadcast_ss(a0 + (p) * cs);                                      \

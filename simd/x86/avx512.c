@@ -203,6 +203,12 @@ static void mha_f32_mask_u8__avx512(float *x, const uint8_t *keep, size_t n)
     }
 }
 
+/* Floats of B the GEMM tile prefetches ahead of its reads (16 k-steps, 2 KiB):
+ * the projection driver streams each W slice from L2 once per call, faster than
+ * the hardware prefetchers bring it (measured +10% at 197x2304x768 and at
+ * 2048x3072x1024, 1 thread); prefetches past the panel's end do not fault. */
+#define B_AHEAD (16 * NR)
+
 /* The 8x32 tile on A[r][p] = a[r*rs + p*cs]: unpacked (rs = lda, cs = 1) or one
  * packed micro-panel (rs = 1, cs = MR). Rows r >= avail read row avail-1 (valid
  * memory); rows past m are never stored. Inlined into both entries so that the
@@ -243,6 +249,8 @@ gemm_8x32(size_t m, size_t n, size_t k, const float *a, size_t rs, size_t cs, si
 #define STEP(pp)                                                          \
     do {                                                                  \
         size_t p = (pp);                                                  \
+        _mm_prefetch((const char *)(b + p * NR + B_AHEAD), _MM_HINT_T0);      \
+        _mm_prefetch((const char *)(b + p * NR + B_AHEAD + 16), _MM_HINT_T0); \
         __m512 b0 = _mm512_loadu_ps(b + p * NR);                          \
         __m512 b1 = _mm512_loadu_ps(b + p * NR + 16);                     \
         ROW(a0, c00, c01);                                                \
