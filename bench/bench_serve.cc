@@ -272,7 +272,7 @@ void register_serve()
     for (const auto &sh : shapes)
         for (int ratio = 0; ratio < 3; ratio++)
             for (int scenario : scenarios) {
-                if ((ratio == SPLIT) != (scenario == MIXED))
+                if (ratio == SPLIT && scenario != MIXED)
                     continue;
                 for (int t : thread_counts())
                     for (int paged = 0; paged < (ratio == PAGED ? 1 : 2); paged++) {

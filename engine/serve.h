@@ -36,6 +36,15 @@ typedef struct serve_item {
     int32_t key0, key1, merge;
 } serve_item;
 
+/* A prefill of several query blocks: its keys packed once for all of them, in
+ * key blocks of SERVE_BK; block k of kv head g at floats off + (g*blocks + k) *
+ * (serve_pack_k_floats + serve_pack_v_floats) of the workspace's pack slice, K
+ * panels first, then V panels of the block's key count. */
+typedef struct serve_pack {
+    int32_t seq, blocks;
+    int64_t off;
+} serve_pack;
+
 /* A decode sequence's chunk states: state (h, i, c) at state0 + ((h*q_len + i)*chunks + c). */
 typedef struct serve_merge {
     int32_t seq, chunks;
@@ -54,13 +63,15 @@ struct mha_serve_plan {
     int requested;                /* the caller's num_threads (0: the shared default) */
     int threads;                  /* the most a run uses (workspace slices) */
     int64_t bq;                   /* prefill rows per item */
-    int64_t n_items, n_merges;
+    int64_t n_items, n_merges, n_packs;
+    int64_t pack_k_floats, pack_v_floats; /* one packed key block: K panels, V panels */
     size_t state_floats;          /* one (m, l, O) state: d_v + 2, rounded */
     size_t thread_floats;         /* per-thread scratch */
     /* Workspace byte offsets (from its 64-byte aligned start) and total. */
-    size_t ws_q, ws_k, ws_v, ws_cat, ws_bits, ws_states, ws_threads, ws_total;
-    /* Arrays after the header, 8-byte aligned: q_start [n+1], kv_len [n], items, merges. */
-    size_t off_q_start, off_kv_len, off_items, off_merges, bytes;
+    size_t ws_q, ws_k, ws_v, ws_cat, ws_bits, ws_pack, ws_states, ws_threads, ws_total;
+    /* Arrays after the header, 8-byte aligned: q_start [n+1], kv_len [n], items,
+     * merges, packs. */
+    size_t off_q_start, off_kv_len, off_items, off_merges, off_packs, bytes;
 };
 
 static inline const int32_t *plan_q_start(const mha_serve_plan *p)
@@ -78,6 +89,10 @@ static inline const serve_item *plan_items(const mha_serve_plan *p)
 static inline const serve_merge *plan_merges(const mha_serve_plan *p)
 {
     return (const serve_merge *)((const char *)p + p->off_merges);
+}
+static inline const serve_pack *plan_packs(const mha_serve_plan *p)
+{
+    return (const serve_pack *)((const char *)p + p->off_packs);
 }
 
 /* The cache as the tasks read it: strides resolved. */

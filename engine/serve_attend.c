@@ -29,6 +29,7 @@ typedef struct ctx {
     int64_t os0, os1;
     float *lse;
     float *states;
+    float *packed; /* the workspace's pack slice */
 } ctx;
 
 static int64_t round_to(int64_t n, int64_t m)
@@ -115,12 +116,15 @@ static void decode_task(const ctx *x, const serve_item *it, int64_t g, float *sc
 }
 
 /* Keys [kb, kb + nk) of (s, g) packed for the microkernel: K as key panels (kp),
- * V as d_v panels (vp); gathered into gat first when they span cache blocks. */
+ * V as d_v panels of nk rows (vp). Each run of keys inside one cache block goes
+ * straight into the panels: V one d_v panel at a time (a run is a range of the
+ * panel's rows), K when runs start on a key panel (block_size a multiple of
+ * gemm_nr), else K is gathered into gat first. */
 static void pack_keys(const ctx *x, int64_t s, int64_t g, int64_t kb, int64_t nk, float *kp,
                       float *vp, float *gat)
 {
     const mha_kernels *kern = x->kern;
-    const int64_t dk = x->p->dims.dk, dv = x->p->dims.dv;
+    const int64_t dk = x->p->dims.dk, dv = x->p->dims.dv, nr = (int64_t)kern->gemm_nr;
     const float *k, *v;
     int64_t ldk, ldv, n = serve_kv_run(x->c, x->b, s, g, kb, nk, &k, &v, &ldk, &ldv);
     if (n == nk) {
@@ -128,18 +132,49 @@ static void pack_keys(const ctx *x, int64_t s, int64_t g, int64_t kb, int64_t nk
         kern->f32_pack_b_kn((size_t)dv, (size_t)nk, v, (size_t)ldv, vp);
         return;
     }
-    for (int pass = 0; pass < 2; pass++) {
-        const int64_t w = pass ? dv : dk;
-        for (int64_t j = 0; j < nk; j += n) {
-            n = serve_kv_run(x->c, x->b, s, g, kb + j, nk - j, &k, &v, &ldk, &ldv);
-            for (int64_t r = 0; r < n; r++)
-                memcpy(gat + (j + r) * w, pass ? v + r * ldv : k + r * ldk, (size_t)w * sizeof(float));
-        }
-        if (pass)
-            kern->f32_pack_b_kn((size_t)dv, (size_t)nk, gat, (size_t)dv, vp);
+    const bool k_direct = x->c->bs % nr == 0;
+    for (int64_t j = 0; j < nk; j += n) {
+        n = serve_kv_run(x->c, x->b, s, g, kb + j, nk - j, &k, &v, &ldk, &ldv);
+        if (k_direct)
+            kern->f32_pack_b_nk((size_t)n, (size_t)dk, k, (size_t)ldk, kp + j * dk);
         else
-            kern->f32_pack_b_nk((size_t)nk, (size_t)dk, gat, (size_t)dk, kp);
+            for (int64_t r = 0; r < n; r++)
+                memcpy(gat + (j + r) * dk, k + r * ldk, (size_t)dk * sizeof(float));
+        for (int64_t c = 0; c < dv; c += nr)
+            kern->f32_pack_b_kn((size_t)(dv - c < nr ? dv - c : nr), (size_t)n, v + c, (size_t)ldv,
+                                vp + c * nk + j * nr);
     }
+    if (!k_direct)
+        kern->f32_pack_b_nk((size_t)nk, (size_t)dk, gat, (size_t)dk, kp);
+}
+
+/* The pack of sequence s, or NULL when its blocks pack their own keys. */
+static const serve_pack *pack_of(const mha_serve_plan *p, int64_t s)
+{
+    const serve_pack *pk = plan_packs(p);
+    for (int64_t i = 0; i < p->n_packs; i++)
+        if (pk[i].seq == s)
+            return pk + i;
+    return NULL;
+}
+
+/* Key block kb / SERVE_BK of kv head g of a pack: K panels, then V panels. */
+static float *packed_block(const ctx *x, const serve_pack *pk, int64_t g, int64_t kb)
+{
+    const int64_t blk = x->p->pack_k_floats + x->p->pack_v_floats;
+    return x->packed + pk->off + (g * pk->blocks + kb / SERVE_BK) * blk;
+}
+
+/* Pack task `task` of the plan (kv head, key block of one pack). */
+static void pack_task(const ctx *x, int64_t task, float *scratch)
+{
+    const serve_pack *pk = plan_packs(x->p);
+    const int64_t G = x->p->dims.kv_heads;
+    while (task >= G * pk->blocks)
+        task -= G * pk++->blocks;
+    const int64_t g = task / pk->blocks, kb = task % pk->blocks * SERVE_BK, kl = plan_kv_len(x->p)[pk->seq];
+    float *kp = packed_block(x, pk, g, kb);
+    pack_keys(x, pk->seq, g, kb, kl - kb < SERVE_BK ? kl - kb : SERVE_BK, kp, kp + x->p->pack_k_floats, scratch);
 }
 
 static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *scratch)
@@ -153,6 +188,7 @@ static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *s
     float *kp = scratch, *vp = kp + round_to(SERVE_BK, nr) * d->dk, *gat = vp + SERVE_BK * ldo;
     float *S = gat + SERVE_BK * dmax, *O = S + bq * SERVE_BK, *m = O + pg * bq * ldo, *l = m + pg * bq;
     float *qs = l + pg * bq;
+    const serve_pack *pk = pack_of(x->p, s);
     /* Q rows of head g*pg + hh copied (scaled) contiguous into qs: packed rows are
      * H*d_k floats apart, often a multiple of 4 KiB, and the microkernel's mr
      * rows read in place would fight over a few L1 sets. */
@@ -171,7 +207,16 @@ static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *s
     }
     for (int64_t kb = 0; kb < it->key1; kb += SERVE_BK) {
         const int64_t nk = it->key1 - kb < SERVE_BK ? it->key1 - kb : SERVE_BK;
-        pack_keys(x, s, g, kb, nk, kp, vp, gat);
+        /* V panels hold ldv rows: the block's keys when packed once (this item
+         * may see fewer), else this item's. */
+        int64_t ldv = nk;
+        if (pk) {
+            kp = packed_block(x, pk, g, kb);
+            vp = kp + x->p->pack_k_floats;
+            ldv = kl - kb < SERVE_BK ? kl - kb : SERVE_BK;
+        } else {
+            pack_keys(x, s, g, kb, nk, kp, vp, gat);
+        }
         for (int64_t hh = 0; hh < pg; hh++) {
             float *Oh = O + hh * bq * ldo;
             const float *qh = qs + hh * bq * d->dk;
@@ -192,7 +237,7 @@ static void prefill_task(const ctx *x, const serve_item *it, int64_t g, float *s
                 int64_t n = d->dv - c < nr ? d->dv - c : nr;
                 for (int64_t r = 0; r < mq; r += mr)
                     kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)nk,
-                                   S + r * SERVE_BK, SERVE_BK, vp + c * nk, Oh + r * ldo + c,
+                                   S + r * SERVE_BK, SERVE_BK, vp + c * ldv, Oh + r * ldo + c,
                                    (size_t)ldo, NULL, 1);
             }
         }
@@ -248,15 +293,21 @@ void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_ba
                   float *out, const int64_t os[2], float *lse, char *ws, int run_threads)
 {
     const ctx x = {kern, p, b, c, q, qs[0], qs[1], scale, out, os[0], os[1], lse,
-                   (float *)(ws + p->ws_states)};
+                   (float *)(ws + p->ws_states), (float *)(ws + p->ws_pack)};
     float *per_thread = (float *)(ws + p->ws_threads);
     const int64_t G = p->dims.kv_heads, tasks = p->n_items * G, H = p->dims.heads;
     const serve_item *items = plan_items(p);
     const serve_merge *merges = plan_merges(p);
+    int64_t pack_tasks = 0;
+    for (int64_t i = 0; i < p->n_packs; i++)
+        pack_tasks += G * plan_packs(p)[i].blocks;
     const int threads = mha_threads_for(run_threads, tasks > p->n_merges * H ? tasks : p->n_merges * H);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * p->thread_floats;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t task = 0; task < pack_tasks; task++)
+            pack_task(&x, task, mine);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; task++) {
             const serve_item *it = items + task / G;

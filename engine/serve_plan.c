@@ -7,7 +7,10 @@
  *     every key its last row sees, last blocks first (under the causal mask they
  *     are the longest, so they start early);
  *   decode: key chunks of SERVE_CHUNK, each leaving an (m, l, O) state per row
- *     and head, merged afterwards in chunk order.
+ *     and head, merged afterwards in chunk order;
+ *   a prefill of several query blocks has its keys packed once per kv head into
+ *     the workspace before the blocks run (each block would otherwise pack every
+ *     key it sees again: about 8x the keys for a 1024-token prompt).
  * Every item runs once per kv head, for all the query heads of that group.
  */
 #include <string.h>
@@ -29,6 +32,11 @@ static size_t align8(size_t n)
 static bool is_decode(const mha_shape *d, int64_t q_len)
 {
     return q_len <= SERVE_DECODE_ROWS && d->heads / d->kv_heads * q_len <= SERVE_GROUP_ROWS;
+}
+
+static bool is_packed_once(const mha_serve_plan *p, int64_t q_len)
+{
+    return !is_decode(&p->dims, q_len) && q_len > p->bq;
 }
 
 /* Dimensions from the model or the arguments. */
@@ -88,7 +96,10 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
     p->bq = pg * 64 <= SERVE_GROUP_ROWS ? 64 : (SERVE_GROUP_ROWS / pg > 0 ? SERVE_GROUP_ROWS / pg : 1);
     p->state_floats = (size_t)round_to(d->dv + 2, 16);
 
-    int64_t states = 0, pre_rows = 0, x;
+    const int64_t ldo = round_to(d->dv, nr), dmax = d->dk > d->dv ? d->dk : d->dv;
+    p->pack_k_floats = round_to(SERVE_BK, nr) * d->dk;
+    p->pack_v_floats = SERVE_BK * ldo;
+    int64_t states = 0, pre_rows = 0, fpack = 0, x;
     bool ok = true, any_prefill = false;
     double pairs = 0.0;
     for (int64_t s = 0; s < n; s++) {
@@ -102,6 +113,12 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
             p->n_items += (ql + p->bq - 1) / p->bq;
             any_prefill = true;
             pre_rows = pg * p->bq;
+            if (is_packed_once(p, ql)) {
+                p->n_packs++;
+                ok = ok && mha_mul3(d->kv_heads, (kl + SERVE_BK - 1) / SERVE_BK,
+                                    p->pack_k_floats + p->pack_v_floats, &x) &&
+                     mha_add(fpack, x, &fpack);
+            }
         }
         pairs += (double)ql * (double)kl;
     }
@@ -117,7 +134,6 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
         p->threads = work < SERVE_WORK_PER_THREAD ? 1 : (int)(work / SERVE_WORK_PER_THREAD);
     /* Per thread: decode needs the group's scaled Q rows and a score row;
      * prefill the packed K and V block, scores, and every head's O, m, l, Q. */
-    const int64_t ldo = round_to(d->dv, nr), dmax = d->dk > d->dv ? d->dk : d->dv;
     int64_t dec = SERVE_DECODE_SCORES + SERVE_GROUP_ROWS * d->dk + SERVE_DECODE_BLOCK * (d->dk + d->dv);
     int64_t pre = 0;
     if (any_prefill)
@@ -150,14 +166,14 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
     ok = ok && mha_mul(states, (int64_t)p->state_floats, &fstates) &&
          mha_mul(p->threads, (int64_t)p->thread_floats, &fthreads);
     int64_t all = 0;
-    const int64_t parts[6] = {fq, fk, fv, fcat, fbits, ok ? fstates : 0};
-    for (int i = 0; i < 6; i++)
+    const int64_t parts[7] = {fq, fk, fv, fcat, fbits, fpack, ok ? fstates : 0};
+    for (int i = 0; i < 7; i++)
         ok = ok && mha_add(all, parts[i] + 16, &all);
     ok = ok && mha_add(all, fthreads, &all) && all <= MHA_MAX_ELEMS;
     if (!ok)
         return MHA_ERR_OVERFLOW;
-    size_t off = 0, *slot[5] = {&p->ws_q, &p->ws_k, &p->ws_v, &p->ws_cat, &p->ws_bits};
-    for (int i = 0; i < 5; i++) {
+    size_t off = 0, *slot[6] = {&p->ws_q, &p->ws_k, &p->ws_v, &p->ws_cat, &p->ws_bits, &p->ws_pack};
+    for (int i = 0; i < 6; i++) {
         *slot[i] = off;
         off += mha_round_up((size_t)parts[i] * sizeof(float));
     }
@@ -171,7 +187,8 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
     p->off_kv_len = p->off_q_start + align8((size_t)(n + 1) * sizeof(int32_t));
     p->off_items = p->off_kv_len + align8((size_t)n * sizeof(int32_t));
     p->off_merges = p->off_items + align8((size_t)p->n_items * sizeof(serve_item));
-    p->bytes = p->off_merges + (size_t)p->n_merges * sizeof(serve_merge);
+    p->off_packs = p->off_merges + align8((size_t)p->n_merges * sizeof(serve_merge));
+    p->bytes = p->off_packs + (size_t)p->n_packs * sizeof(serve_pack);
     return MHA_OK;
 }
 
@@ -189,17 +206,23 @@ mha_status mha_serve_plan_size(const mha_serve_plan_args *args, size_t *plan_byt
     return MHA_OK;
 }
 
-/* The items and merges, prefills first. */
+/* The items, merges and packs, prefills first. */
 static void plan_items_fill(const mha_batch *b, mha_serve_plan *p)
 {
     serve_item *it = (serve_item *)((char *)p + p->off_items);
     serve_merge *mg = (serve_merge *)((char *)p + p->off_merges);
-    int64_t state = 0;
+    serve_pack *pk = (serve_pack *)((char *)p + p->off_packs);
+    int64_t state = 0, pack_off = 0;
     int32_t merge = 0;
     for (int64_t s = 0; s < p->num_seqs; s++) {
         int32_t ql = b->q_start[s + 1] - b->q_start[s], kl = b->kv_len[s];
         if (is_decode(&p->dims, ql))
             continue;
+        if (is_packed_once(p, ql)) {
+            *pk = (serve_pack){(int32_t)s, (kl + SERVE_BK - 1) / SERVE_BK, pack_off};
+            pack_off += p->dims.kv_heads * pk->blocks * (p->pack_k_floats + p->pack_v_floats);
+            pk++;
+        }
         int32_t blocks = (int32_t)((ql + p->bq - 1) / p->bq);
         for (int32_t k = blocks - 1; k >= 0; k--) {
             int32_t r0 = k * (int32_t)p->bq, rows = ql - r0 < p->bq ? ql - r0 : (int32_t)p->bq;

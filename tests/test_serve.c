@@ -4,7 +4,7 @@
  * kv_len up to 5000), GQA, contiguous caches (shuffled rows, padded strides) and
  * paged ones (blocks of 16/32/64 in shuffled order, 2-D and CSR tables); the LSE
  * output; two halves merged by LSE equal the whole; results bitwise independent
- * of the thread count. No OpenMP outside START_TEST bodies (Check forks).
+ * of the thread count; long prompts over long caches in one sequence. No OpenMP outside START_TEST bodies (Check forks).
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,6 +45,34 @@ START_TEST(test_serve_random_batches)
             free(want);
             serve_prob_free(&p);
         }
+}
+END_TEST
+
+/* Long prompts against long caches: a prompt continued over a long history
+ * (several query blocks, its keys packed once for all of them), a fresh prompt,
+ * and a decode, in one batch; paged with blocks smaller and larger than the
+ * microkernel's key panel, and a strided contiguous cache. The random batches
+ * above cap q_len x kv_len to keep emulation cheap; this case does not
+ * (emulated: shorter). */
+START_TEST(test_serve_long_prompts)
+{
+    const int quick = test_quick();
+    const int32_t ql[3] = {quick ? 100 : 200, quick ? 70 : 150, 1}, kl[3] = {quick ? 1100 : 4000, quick ? 70 : 150,
+                                                                            quick ? 900 : 3000};
+    const int kinds[3] = {SP_PAGED_2D, SP_PAGED_CSR, SP_STRIDED};
+    const int64_t block_sizes[3] = {16, 64, 0};
+    for (int i = quick ? 1 : 0; i < 3; i++) {
+        serve_prob p;
+        serve_prob_init(&p, 600 + (uint64_t)i, 3, 4, 2, 32, 48, ql, kl, kinds[i], block_sizes[i]);
+        float *want = serve_expected(&p, 0.0f);
+        float *got = serve_run(&p, 2, 0.0f, NULL);
+        char what[96];
+        snprintf(what, sizeof what, "[%s] long prompts, %s", isa_now(), serve_kind_name(kinds[i]));
+        compare(got, want, p.T, p.H, 1, p.dv, 1e-3, TOL_BIG, what);
+        free(got);
+        free(want);
+        serve_prob_free(&p);
+    }
 }
 END_TEST
 
@@ -211,7 +239,8 @@ Suite *suite_serve(void)
     const struct {
         const char *name;
         const TTest *test;
-    } tests[] = {{"random batches", test_serve_random_batches}, {"lse and oracle", test_serve_lse_and_oracle},
+    } tests[] = {{"random batches", test_serve_random_batches}, {"long prompts", test_serve_long_prompts},
+                 {"lse and oracle", test_serve_lse_and_oracle},
                  {"merge halves", test_serve_lse_merge_halves}, {"merge edges", test_lse_merge_edges},
                  {"threads", test_serve_threads_bitwise}};
     Suite *s = suite_create("serve");
