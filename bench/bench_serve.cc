@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "../tests/rng.h"
 #include "bench_common.h"
 
 namespace mhab {
@@ -96,10 +97,8 @@ struct ServeData {
             table.assign((size_t)(n * max_blocks), 0);
             // Each sequence's blocks spread over the pool: a fixed shuffle.
             std::vector<int32_t> perm((size_t)blocks);
-            for (int64_t i = 0; i < blocks; i++)
-                perm[(size_t)i] = (int32_t)i;
-            for (int64_t i = blocks - 1; i > 0; i--)
-                std::swap(perm[(size_t)i], perm[(size_t)((i * 2654435761u) % (uint64_t)(i + 1))]);
+            uint64_t seed = 0x9E3779B97F4A7C15ull;
+            rng_permutation(perm.data(), blocks, &seed);
             int64_t used = 0;
             for (int64_t s = 0; s < n; s++)
                 for (int64_t i = 0; i < (kl[s] + bs - 1) / bs; i++)

@@ -116,10 +116,15 @@ void serve_cache_bytes(const serve_cache *c, size_t *k_bytes, size_t *v_bytes);
 mha_status serve_check_attention(const mha_serve_plan *p, const mha_batch *b,
                                  const mha_serve_attention_args *a, const serve_cache *c,
                                  int64_t qs[2], int64_t os[2], float *scale);
+/* What the checks of an attention call resolve. */
+typedef struct serve_call {
+    serve_cache c;
+    int64_t qs[2], os[2];
+    float scale;
+} serve_call;
 /* All three above, for the attention-only entry and its oracle. */
 mha_status serve_check_attention_call(const mha_serve_plan *p, const mha_batch *b, const mha_kv_cache *cache,
-                                      const mha_serve_attention_args *a, serve_cache *c, int64_t qs[2],
-                                      int64_t os[2], float *scale);
+                                      const mha_serve_attention_args *a, serve_call *k);
 /* True when [p, p+n) overlaps the batch's index arrays (and the cache pools). */
 bool serve_overlaps_batch(const mha_batch *b, const void *p, size_t n);
 bool serve_overlaps_inputs(const mha_batch *b, const serve_cache *c, const void *p, size_t n);

@@ -246,13 +246,12 @@ mha_status serve_check_attention(const mha_serve_plan *p, const mha_batch *b,
 }
 
 mha_status serve_check_attention_call(const mha_serve_plan *p, const mha_batch *b, const mha_kv_cache *cache,
-                                      const mha_serve_attention_args *a, serve_cache *c, int64_t qs[2],
-                                      int64_t os[2], float *scale)
+                                      const mha_serve_attention_args *a, serve_call *k)
 {
     mha_status st = serve_check_plan(p, b);
     if (st == MHA_OK)
-        st = serve_check_cache(p, b, cache, c);
+        st = serve_check_cache(p, b, cache, &k->c);
     if (st == MHA_OK)
-        st = serve_check_attention(p, b, a, c, qs, os, scale);
+        st = serve_check_attention(p, b, a, &k->c, k->qs, k->os, &k->scale);
     return st;
 }

@@ -25,12 +25,13 @@ static const float *ref_row(const serve_cache *c, const mha_batch *b, int64_t s,
 mha_status mha_reference_serve_attention(const mha_serve_plan *plan, const mha_batch *batch,
                                          const mha_kv_cache *cache, const mha_serve_attention_args *args)
 {
-    serve_cache c;
-    int64_t qs[2], os[2];
-    float scale;
-    mha_status st = serve_check_attention_call(plan, batch, cache, args, &c, qs, os, &scale);
+    serve_call k;
+    mha_status st = serve_check_attention_call(plan, batch, cache, args, &k);
     if (st != MHA_OK)
         return st;
+    const serve_cache *c = &k.c;
+    const int64_t *qs = k.qs, *os = k.os;
+    const double scale = k.scale;
     const mha_shape *d = &plan->dims;
     int64_t max_kv = 0;
     for (int64_t s = 0; s < batch->num_seqs; s++)
@@ -51,7 +52,7 @@ mha_status mha_reference_serve_attention(const mha_serve_plan *plan, const mha_b
                 double mx = -INFINITY, sum = 0.0;
                 int nan = 0;
                 for (int64_t j = 0; j < end; j++) {
-                    const float *k = ref_row(&c, batch, s, g, j, 0);
+                    const float *k = ref_row(c, batch, s, g, j, 0);
                     double dot = 0.0;
                     for (int64_t e = 0; e < d->dk; e++)
                         dot += (double)q[e] * k[e];
@@ -62,7 +63,7 @@ mha_status mha_reference_serve_attention(const mha_serve_plan *plan, const mha_b
                 for (int64_t e = 0; e < d->dv; e++)
                     acc[e] = 0.0;
                 for (int64_t j = 0; j < end && !nan; j++) {
-                    const float *v = ref_row(&c, batch, s, g, j, 1);
+                    const float *v = ref_row(c, batch, s, g, j, 1);
                     double p = exp(score[j] - mx);
                     sum += p;
                     for (int64_t e = 0; e < d->dv; e++)

@@ -6,25 +6,24 @@ mha_status mha_serve_attention(const mha_serve_plan *plan, const mha_batch *batc
                                const mha_kv_cache *cache, const mha_serve_attention_args *args,
                                void *workspace, size_t workspace_bytes)
 {
-    serve_cache c;
-    int64_t qs[2], os[2];
-    float scale;
-    mha_status st = serve_check_attention_call(plan, batch, cache, args, &c, qs, os, &scale);
+    serve_call k;
+    mha_status st = serve_check_attention_call(plan, batch, cache, args, &k);
     if (st != MHA_OK)
         return st;
     if (!workspace || workspace_bytes < plan->ws_total)
         return MHA_ERR_WORKSPACE;
-    const int64_t T = plan->total_rows, H = plan->dims.heads;
+    const int64_t T = plan->total_rows, H = plan->dims.heads, *qs = k.qs, *os = k.os;
+    const serve_cache *c = &k.c;
     const size_t qb = (size_t)((T - 1) * qs[0] + (H - 1) * qs[1] + plan->dims.dk) * sizeof(float);
     const size_t ob = (size_t)((T - 1) * os[0] + (H - 1) * os[1] + plan->dims.dv) * sizeof(float);
-    if (serve_overlaps_inputs(batch, &c, workspace, workspace_bytes) ||
+    if (serve_overlaps_inputs(batch, c, workspace, workspace_bytes) ||
         mha_ranges_overlap(workspace, workspace_bytes, plan, plan->bytes) ||
         mha_ranges_overlap(workspace, workspace_bytes, args->q, qb) ||
         mha_ranges_overlap(workspace, workspace_bytes, args->out, ob) ||
         mha_ranges_overlap(workspace, workspace_bytes, args->lse, args->lse ? (size_t)(T * H) * sizeof(float) : 0))
         return MHA_ERR_ALIAS;
     const int threads = serve_threads_enter(plan);
-    serve_attend(mha_kernels_active(), plan, batch, &c, args->q, qs, scale, args->out, os, args->lse,
+    serve_attend(mha_kernels_active(), plan, batch, c, args->q, qs, k.scale, args->out, os, args->lse,
                  serve_align(workspace), threads);
     mha_threads_leave();
     return MHA_OK;

@@ -144,16 +144,31 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
     return d;
 }
 
+/* n floats filled with the sentinel (an output nothing may write on error). */
+static float *sentinel_floats(size_t n)
+{
+    float *x = xmalloc(n * sizeof *x);
+    fill_sentinel(x, n * sizeof *x);
+    return x;
+}
+
+/* One bad argument: `a` = `good` with one mutation; `expect` checks the status
+ * and that nothing was written. */
+#define BAD_CALL(expect, mutation, status)                                                          \
+    do {                                                                                           \
+        a = good;                                                                                  \
+        mutation;                                                                                  \
+        expect(&f, &a, status, #mutation);                                                         \
+    } while (0)
+
 /* Fast vs oracle on one fixture and mask kind: out within 2e-5 (V is in [-1, 1],
  * so max |V| is the yardstick), weights within 1e-6; rows the oracle gives zero
  * weights must be exactly zero in both outputs. */
 static void check_additive_vs_oracle(const add_fix *f, int kind, int threads)
 {
     const size_t no = (size_t)(f->B * f->Lq * f->Dv), nw = (size_t)(f->B * f->Lq * f->Lk);
-    float *out = xmalloc(no * sizeof *out), *ref = xmalloc(no * sizeof *ref);
-    float *w = xmalloc(nw * sizeof *w), *wref = xmalloc(nw * sizeof *wref);
-    fill_sentinel(out, no * sizeof *out);
-    fill_sentinel(w, nw * sizeof *w);
+    float *out = sentinel_floats(no), *ref = xmalloc(no * sizeof *ref);
+    float *w = sentinel_floats(nw), *wref = xmalloc(nw * sizeof *wref);
     mha_additive_args a = add_args(f, out, w, threads);
     masks m;
     test_rng r = test_rng_seed((uint64_t)kind * 77 + 5);
@@ -305,6 +320,14 @@ START_TEST(test_additive_workspace_bound)
 }
 END_TEST
 
+/* The fast entry's status st and the oracle's sr are both `want`, with a message. */
+static void require_statuses(const char *what, mha_status st, mha_status sr, mha_status want)
+{
+    require(st == want, "%s: status %d (%s), expected %d", what, st, mha_status_message(st), want);
+    require(strlen(mha_status_message(st)) > 0, "%s: empty message", what);
+    require(sr == want, "%s: reference status %d, expected %d", what, sr, want);
+}
+
 static void expect_add_error(const add_fix *f, const mha_additive_args *a, mha_status want,
                              const char *what)
 {
@@ -313,10 +336,7 @@ static void expect_add_error(const add_fix *f, const mha_additive_args *a, mha_s
     require(sq == MHA_OK, "size query");
     void *ws = xmalloc(bytes);
     mha_status st = mha_additive_forward(f->model, a, ws, bytes);
-    require(st == want, "%s: status %d (%s), expected %d", what, st, mha_status_message(st), want);
-    require(strlen(mha_status_message(st)) > 0, "%s: empty message", what);
-    mha_status sr = mha_reference_additive(&f->cfg, &f->w, a);
-    require(sr == want, "%s: reference status %d, expected %d", what, sr, want);
+    require_statuses(what, st, mha_reference_additive(&f->cfg, &f->w, a), want);
     free(ws);
 }
 
@@ -325,20 +345,13 @@ START_TEST(test_additive_bad_inputs)
     add_fix f;
     add_init(&f, 2, 3, 5, 4, 6, 8, 7, 1, 3);
     const size_t no = (size_t)(f.B * f.Lq * f.Dv), nw = (size_t)(f.B * f.Lq * f.Lk);
-    float *out = xmalloc(no * sizeof *out), *w = xmalloc(nw * sizeof *w);
-    fill_sentinel(out, no * sizeof *out);
-    fill_sentinel(w, nw * sizeof *w);
+    float *out = sentinel_floats(no), *w = sentinel_floats(nw);
     const mha_additive_args good = add_args(&f, out, w, 1);
     mha_additive_args a;
     int32_t lens[2] = {5, 6}, neg[6] = {0, 1, 2, 3, -1, 0}, row[6] = {0, 1, 2, 3, 4, 5};
     uint8_t keep[3 * 5] = {0};
 
-#define BAD(mutation, status)                                                                      \
-    do {                                                                                           \
-        a = good;                                                                                  \
-        mutation;                                                                                  \
-        expect_add_error(&f, &a, status, #mutation);                                               \
-    } while (0)
+#define BAD(mutation, status) BAD_CALL(expect_add_error, mutation, status)
     BAD(a.query = NULL, MHA_ERR_NULL_POINTER);
     BAD(a.key = NULL, MHA_ERR_NULL_POINTER);
     BAD(a.value = NULL, MHA_ERR_NULL_POINTER);
@@ -508,9 +521,7 @@ static void expect_cat_error(const cat_fix *f, const mha_concat_args *a, mha_sta
     require(mha_concat_workspace_size(f->model, f->B, 1, &bytes) == MHA_OK, "size query");
     void *ws = xmalloc(bytes);
     mha_status st = mha_concat_forward(f->model, a, ws, bytes);
-    require(st == want, "%s: status %d (%s), expected %d", what, st, mha_status_message(st), want);
-    mha_status sr = mha_reference_concat(&f->cfg, &f->w, a);
-    require(sr == want, "%s: reference status %d, expected %d", what, sr, want);
+    require_statuses(what, st, mha_reference_concat(&f->cfg, &f->w, a), want);
     free(ws);
 }
 
@@ -519,18 +530,11 @@ START_TEST(test_concat_bad_inputs)
     cat_fix f;
     cat_init(&f, 3, 4, 5, 6, 7, 8, 1, 9);
     const size_t no = (size_t)(f.B * f.O), nw = (size_t)(f.B * f.L);
-    float *out = xmalloc(no * sizeof *out), *w = xmalloc(nw * sizeof *w);
-    fill_sentinel(out, no * sizeof *out);
-    fill_sentinel(w, nw * sizeof *w);
+    float *out = sentinel_floats(no), *w = sentinel_floats(nw);
     const mha_concat_args good = {.batch = f.B, .query = f.q, .key = f.k, .value = f.v,
                                   .out = out, .weights = w, .num_threads = 1};
     mha_concat_args a;
-#define BAD(mutation, status)                                                                      \
-    do {                                                                                           \
-        a = good;                                                                                  \
-        mutation;                                                                                  \
-        expect_cat_error(&f, &a, status, #mutation);                                               \
-    } while (0)
+#define BAD(mutation, status) BAD_CALL(expect_cat_error, mutation, status)
     BAD(a.query = NULL, MHA_ERR_NULL_POINTER);
     BAD(a.key = NULL, MHA_ERR_NULL_POINTER);
     BAD(a.value = NULL, MHA_ERR_NULL_POINTER);

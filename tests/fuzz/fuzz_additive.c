@@ -61,6 +61,55 @@ static void agree(const float *a, const float *b, int64_t n, double tol, const c
     }
 }
 
+/* A module's outputs: the fast entry's and the oracle's, filled with the sentinel. */
+typedef struct outputs {
+    float *out, *ref, *wts, *wref;
+    int64_t n_out, n_w;
+    int with_weights;
+} outputs;
+
+static outputs outputs_new(int64_t n_out, int64_t n_w, int with_weights)
+{
+    outputs o = {sentinel_floats(n_out), sentinel_floats(n_out), sentinel_floats(n_w), sentinel_floats(n_w),
+                 n_out, n_w, with_weights};
+    return o;
+}
+
+/* The fast entry's (reference 0) or the oracle's (1) outputs into the args. */
+static void point(const outputs *o, int reference, float **out, float **weights)
+{
+    *out = reference ? o->ref : o->out;
+    *weights = o->with_weights ? (reference ? o->wref : o->wts) : NULL;
+}
+
+/* Same status; on error nothing written, else outputs within tol (scaled by amp). */
+static void verdict(const char *module, mha_status st, mha_status sr, const outputs *o, double tol)
+{
+    char what[64];
+    if (st != sr) {
+        fprintf(stderr, "%s status: fast %d, reference %d\n", module, st, sr);
+        abort();
+    }
+    if (st != MHA_OK) {
+        untouched(o->out, o->n_out);
+        untouched(o->wts, o->n_w);
+        return;
+    }
+    snprintf(what, sizeof what, "%s out", module);
+    agree(o->out, o->ref, o->n_out, tol, what);
+    snprintf(what, sizeof what, "%s weights", module);
+    if (o->with_weights)
+        agree(o->wts, o->wref, o->n_w, tol, what);
+}
+
+static void outputs_free(outputs *o)
+{
+    free(o->out);
+    free(o->ref);
+    free(o->wts);
+    free(o->wref);
+}
+
 static void fuzz_additive(bytes *b, uint64_t seed)
 {
     const int64_t B = 1 + take(b, 3), Lq = 1 + take(b, take(b, 4) ? 9 : 40);
@@ -107,9 +156,7 @@ static void fuzz_additive(bytes *b, uint64_t seed)
             add[i] = -INFINITY;
         a.mask.float_mask = (mha_mask_tensor){add, take(b, 2) ? Lq * Lk : 0, 0, Lk};
     }
-    const int with_weights = take(b, 2);
-    float *out = sentinel_floats(B * Lq * Dv), *ref = sentinel_floats(B * Lq * Dv);
-    float *wts = sentinel_floats(B * Lq * Lk), *wref = sentinel_floats(B * Lq * Lk);
+    outputs o = outputs_new(B * Lq * Dv, B * Lq * Lk, take(b, 2));
 
     mha_additive_model *m = NULL;
     size_t ws_bytes = 0;
@@ -119,29 +166,16 @@ static void fuzz_additive(bytes *b, uint64_t seed)
         st = mha_additive_workspace_size(m, B, Lq, Lk, a.num_threads, &ws_bytes);
     if (st == MHA_OK) {
         ws = malloc(ws_bytes);
-        a.out = out;
-        a.weights = with_weights ? wts : NULL;
+        point(&o, 0, &a.out, &a.weights);
         st = mha_additive_forward(m, &a, ws, ws_bytes);
     }
-    a.out = ref;
-    a.weights = with_weights ? wref : NULL;
-    mha_status sr = mha_reference_additive(&cfg, &w, &a);
-    if (st != sr) {
-        fprintf(stderr, "additive status: fast %d, reference %d\n", st, sr);
-        abort();
-    }
-    if (st != MHA_OK) {
-        untouched(out, B * Lq * Dv);
-        untouched(wts, B * Lq * Lk);
-    } else {
-        /* Scores carry the float32 rounding of projections of inputs up to amp. */
-        agree(out, ref, B * Lq * Dv, 2e-5 * (1.0 + amp), "additive out");
-        if (with_weights)
-            agree(wts, wref, B * Lq * Lk, 2e-5 * (1.0 + amp), "additive weights");
-    }
+    point(&o, 1, &a.out, &a.weights);
+    /* Scores carry the float32 rounding of projections of inputs up to amp. */
+    verdict("additive", st, mha_reference_additive(&cfg, &w, &a), &o, 2e-5 * (1.0 + amp));
     mha_additive_model_destroy(m);
     free(ws);
-    float *all[] = {wq, wk, wv, bq, bk, q, k, v, add, out, ref, wts, wref};
+    outputs_free(&o);
+    float *all[] = {wq, wk, wv, bq, bk, q, k, v, add};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
     free(rows);
@@ -163,9 +197,7 @@ static void fuzz_concat(bytes *b, uint64_t seed)
     const mha_concat_weights w = {wa, ba, wc, bc};
     mha_concat_args a = {.batch = B, .query = q, .key = k, .value = v};
     a.num_threads = (int)take(b, 4) + (take(b, 40) == 0 ? 300 : 0); /* 300 > MHA_MAX_THREADS */
-    const int with_weights = take(b, 2);
-    float *out = sentinel_floats(B * O), *ref = sentinel_floats(B * O);
-    float *wts = sentinel_floats(B * L), *wref = sentinel_floats(B * L);
+    outputs o = outputs_new(B * O, B * L, take(b, 2));
     mha_concat_model *m = NULL;
     size_t ws_bytes = 0;
     void *ws = NULL;
@@ -174,28 +206,15 @@ static void fuzz_concat(bytes *b, uint64_t seed)
         st = mha_concat_workspace_size(m, B, a.num_threads, &ws_bytes);
     if (st == MHA_OK) {
         ws = malloc(ws_bytes);
-        a.out = out;
-        a.weights = with_weights ? wts : NULL;
+        point(&o, 0, &a.out, &a.weights);
         st = mha_concat_forward(m, &a, ws, ws_bytes);
     }
-    a.out = ref;
-    a.weights = with_weights ? wref : NULL;
-    mha_status sr = mha_reference_concat(&cfg, &w, &a);
-    if (st != sr) {
-        fprintf(stderr, "concat status: fast %d, reference %d\n", st, sr);
-        abort();
-    }
-    if (st != MHA_OK) {
-        untouched(out, B * O);
-        untouched(wts, B * L);
-    } else {
-        agree(out, ref, B * O, 2e-5 * (1.0 + amp), "concat out");
-        if (with_weights)
-            agree(wts, wref, B * L, 2e-5 * (1.0 + amp), "concat weights");
-    }
+    point(&o, 1, &a.out, &a.weights);
+    verdict("concat", st, mha_reference_concat(&cfg, &w, &a), &o, 2e-5 * (1.0 + amp));
     mha_concat_model_destroy(m);
     free(ws);
-    float *all[] = {wa, wc, ba, bc, q, k, v, out, ref, wts, wref};
+    outputs_free(&o);
+    float *all[] = {wa, wc, ba, bc, q, k, v};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
 }

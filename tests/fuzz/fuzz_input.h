@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../rng.h" /* rng_next, rng_float, rng_permutation */
+
 typedef struct bytes {
     const uint8_t *p;
     size_t n;
@@ -23,19 +25,5 @@ static inline unsigned take(bytes *b, unsigned range)
     return range ? v % range : v;
 }
 
-/* xorshift64 */
-static inline uint64_t rng_next(uint64_t *s)
-{
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
-/* Uniform in [-1, 1). */
-static inline float rng_float(uint64_t *s)
-{
-    return (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 #endif

@@ -18,16 +18,6 @@
 #include "fuzz_input.h"
 #include "mha.h"
 
-static void shuffle(int32_t *x, int64_t n, uint64_t *s)
-{
-    for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = (int64_t)(rng_next(s) % (uint64_t)(i + 1));
-        int32_t t = x[i];
-        x[i] = x[j];
-        x[j] = t;
-    }
-}
-
 static void *zalloc(size_t n)
 {
     void *p = calloc(n ? n : 1, 1);
@@ -78,9 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t kfl, vfl, stride = 0;
     if (kind == 0 || kind == 3) {
         const int64_t R = n + 2, L = max_kv + (int64_t)take(&b, 3), pad = kind == 3 ? 2 : 0;
-        for (int64_t i = 0; i < R; i++)
-            rows[i] = (int32_t)i;
-        shuffle(rows, R, &seed);
+        rng_permutation(rows, R, &seed);
         c.layout = MHA_KV_CONTIGUOUS;
         c.num_seqs = R;
         c.max_len = L;
@@ -96,9 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         const int64_t nb = blocks + (int64_t)take(&b, 3), mb = (max_kv + bs - 1) / bs;
         int32_t *perm = zalloc((size_t)nb * sizeof *perm);
-        for (int64_t i = 0; i < nb; i++)
-            perm[i] = (int32_t)i;
-        shuffle(perm, nb, &seed);
+        rng_permutation(perm, nb, &seed);
         c.layout = MHA_KV_PAGED;
         c.block_size = bs;
         c.num_blocks = nb;
