@@ -880,17 +880,16 @@ START_TEST(test_pack_a)
 }
 END_TEST
 
-/* The projection driver on one table: several row blocks and k blocks, A rows
- * 4 KiB apart, bias, two jobs; float64 agreement, and the same bits on 1 and 2
- * threads (block sizes never depend on the thread count). */
-START_TEST(test_gemm_driver)
+/* The projection driver on one table, C[m, n] = A W^T + bias over k, A rows lda
+ * apart; job 1 takes the last 9 rows of A at stride 1024 (4 KiB). float64
+ * agreement, and the same bits on 1 and 2 threads (block sizes never depend on the
+ * thread count). */
+static void check_gemm_driver(const mha_kernels *kt, int64_t m, int64_t n, int64_t k, int64_t lda,
+                              uint64_t seed)
 {
-    const mha_kernels *kt = table(_i);
-    if (!kt)
-        return;
-    const int64_t m = 530, n = 70, k = 1100, lda = 1024 + 1100, ldc = n + 3, nr = (int64_t)kt->gemm_nr;
-    test_rng g = test_rng_seed(18);
-    float *a = test_random(&g, (size_t)(m * lda), -1.0f, 1.0f);
+    const int64_t ldc = n + 3, nr = (int64_t)kt->gemm_nr;
+    test_rng g = test_rng_seed(seed);
+    float *a = test_random(&g, (size_t)(m * lda + 1024), -1.0f, 1.0f);
     float *w = test_random(&g, (size_t)(n * k), -1.0f, 1.0f), *bias = test_random(&g, (size_t)n, -1.0f, 1.0f);
     const int64_t panels = (n + nr - 1) / nr;
     float *bp = unaligned((size_t)(panels * k * nr));
@@ -898,7 +897,6 @@ START_TEST(test_gemm_driver)
     mha_packed pw = {bp, bias, n, k};
     float *c1 = unaligned((size_t)(m * ldc)), *c2 = unaligned((size_t)(m * ldc));
     float *pack = unaligned(2 * mha_gemm_pack_floats(kt, m, k));
-    /* Job 0: every row; job 1: 9 rows of A with stride 1024 (4 KiB) into c2's tail. */
     for (int threads = 1; threads <= 2; threads++) {
         float *c = threads == 1 ? c1 : c2;
         mha_gemm_job jobs[2] = {{a, lda, &pw, c, ldc, m - 9}, {a + 1024, 1024, &pw, c + (m - 9) * ldc, ldc, 9}};
@@ -914,11 +912,11 @@ START_TEST(test_gemm_driver)
             }
             float got = c1[i * ldc + j];
             FAIL_IF(!(fabs(got - ref) <= (double)(k + 3) * 0x1p-23 * mag),
-                    "%s: driver C[%lld][%lld] = %.9g, expected %.9g", kt->name, (long long)i,
-                    (long long)j, got, ref);
+                    "%s: driver %lldx%lldx%lld C[%lld][%lld] = %.9g, expected %.9g", kt->name,
+                    (long long)m, (long long)n, (long long)k, (long long)i, (long long)j, got, ref);
             FAIL_IF(!(memcmp(&got, &c2[i * ldc + j], sizeof got) == 0),
-                    "%s: driver C[%lld][%lld] differs between 1 and 2 threads", kt->name, (long long)i,
-                    (long long)j);
+                    "%s: driver %lldx%lldx%lld C[%lld][%lld] differs between 1 and 2 threads",
+                    kt->name, (long long)m, (long long)n, (long long)k, (long long)i, (long long)j);
         }
     }
     free(a);
@@ -928,6 +926,19 @@ START_TEST(test_gemm_driver)
     release(c1);
     release(c2);
     release(pack);
+}
+
+/* Several row blocks and k blocks (one column block); then few rows against a W
+ * wider than a column block (the kc-slices of a block's panels fill a quarter of
+ * L2: at most 512 columns at k = 600 with 2 MiB), so the kernel walks several
+ * column blocks, the last one ragged, and a last panel narrower than nr. */
+START_TEST(test_gemm_driver)
+{
+    const mha_kernels *kt = table(_i);
+    if (!kt)
+        return;
+    check_gemm_driver(kt, 530, 70, 1100, 1024 + 1100, 18);
+    check_gemm_driver(kt, 40, 1100, 600, 600, 19);
 }
 END_TEST
 
