@@ -648,7 +648,9 @@ MHA_API mha_status mha_serve_plan_size(const mha_serve_plan_args *args, size_t *
  * MHA_ERR_PLAN otherwise) and whose cache has this layout; it can be reused and
  * shared by threads (it is only read). The work split: prefill rows in blocks of
  * up to 64 rows of one kv head's query heads, reading each key block once for
- * all of them; decodes (up to 4 rows) in key chunks of 1024 merged by LSE, the
+ * all of them (a prefill of several blocks packs its keys once for all blocks,
+ * into the workspace: 4 * (d_k + d_v rounded up to the microkernel's 8-32) bytes
+ * per key and kv head, keys rounded up to 256); decodes (up to 4 rows) in key chunks of 1024 merged by LSE, the
  * heads of a kv group sharing each K/V read, so one long decode fills the cores.
  * It depends on the lengths only, never on the thread count. A batch too small to
  * pay for waking threads (under about 2 MFLOP per thread) runs on fewer than
