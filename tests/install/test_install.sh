@@ -28,7 +28,10 @@ n=$(grep -o -- -fopenmp <<<"$private" | wc -l)
 build() { "$cc" "$@" >"$tmp/cc.log" 2>&1 || { cat "$tmp/cc.log"; exit 1; }; }
 # shellcheck disable=SC2046  # word splitting of the flags is intended
 build "$here/consumer.c" -o "$tmp/pc-shared" $(pc --cflags --libs) -Wl,-rpath,"$(pc --variable=libdir)"
-ldd "$tmp/pc-shared" | grep -q "$lib/libmha.so" || { echo "FAIL: pc-shared does not load $lib/libmha.so"; ldd "$tmp/pc-shared"; exit 1; }
+# ldd's output is taken whole first: `ldd | grep -q` under pipefail fails at random
+# when grep exits at its match and ldd, still writing, dies of SIGPIPE.
+loads() { local deps; deps=$(ldd "$1"); grep -q "$lib/libmha.so" <<<"$deps"; }
+loads "$tmp/pc-shared" || { echo "FAIL: pc-shared does not load $lib/libmha.so"; ldd "$tmp/pc-shared"; exit 1; }
 echo -n "pkg-config, shared: "; "$tmp/pc-shared"
 # shellcheck disable=SC2046
 build -static "$here/consumer.c" -o "$tmp/pc-static" $(pc --cflags --static --libs)
@@ -41,9 +44,9 @@ for kind in shared static; do
     { cat "$tmp/cmake-$kind.log"; exit 1; }
   cmake --build "$tmp/cmake-$kind" >>"$tmp/cmake-$kind.log" 2>&1 || { cat "$tmp/cmake-$kind.log"; exit 1; }
   if [ $kind = shared ]; then
-    ldd "$tmp/cmake-$kind/consumer" | grep -q "$lib/libmha.so" ||
+    loads "$tmp/cmake-$kind/consumer" ||
       { echo "FAIL: the CMake program does not load $lib/libmha.so"; exit 1; }
-  elif ldd "$tmp/cmake-$kind/consumer" | grep -q libmha.so; then
+  elif grep -q libmha.so <<<"$(ldd "$tmp/cmake-$kind/consumer" 2>&1 || true)"; then
     echo "FAIL: the static CMake program loads libmha.so"; exit 1
   fi
   echo -n "CMake, $kind: "; "$tmp/cmake-$kind/consumer"
