@@ -82,18 +82,25 @@ bool run_attention(benchmark::State &st, AttnData &a, int threads, LoopTimer *ti
     return true;
 }
 
+// Times the call a describes and gives the row its label and counters; false when
+// the call failed (the row then carries the error).
+static bool time_attention(benchmark::State &st, AttnData &a, int threads, double flops, double bytes)
+{
+    LoopTimer timer(threads);
+    if (!run_attention(st, a, threads, &timer))
+        return false;
+    st.SetLabel(label("mha", active_name(), threads));
+    set_counters(st, timer, flops, bytes, peak_gflops(mha_active_isa(), threads));
+    return true;
+}
+
 void BM_attention(benchmark::State &st, int layout)
 {
     int64_t b = st.range(0), h = st.range(1), lq = st.range(2), lk = st.range(3), d = st.range(4);
     bool causal = st.range(5) != 0;
     int threads = (int)st.range(6);
     AttnData a(b, h, h, lq, lk, d, causal, threads, layout);
-    LoopTimer timer(threads);
-    if (!run_attention(st, a, threads, &timer))
-        return;
-    st.SetLabel(label("mha", active_name(), threads));
-    set_counters(st, timer, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
-                 peak_gflops(mha_active_isa(), threads));
+    time_attention(st, a, threads, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d));
 }
 
 // A boolean mask [Lq, Lk] shared by every head (stride 0), each pair kept with
@@ -115,13 +122,8 @@ void BM_attention_masked(benchmark::State &st, int layout)
     }
     a.args.mask.bool_mask.data = keep.data();
     a.args.mask.bool_mask.stride_q = lk;
-    LoopTimer timer(threads);
-    if (!run_attention(st, a, threads, &timer))
-        return;
-    st.SetLabel(label("mha", active_name(), threads));
     // Flops of the dense call: a random mask skips no tile.
-    set_counters(st, timer, attention_flops(b, h, lq, lk, d, false), attention_bytes(b, h, lq, lk, d),
-                 peak_gflops(mha_active_isa(), threads));
+    time_attention(st, a, threads, attention_flops(b, h, lq, lk, d, false), attention_bytes(b, h, lq, lk, d));
 }
 
 // Decoding: a few query rows against a long K/V cache of G kv heads. Memory-bound
@@ -134,12 +136,9 @@ void BM_decode(benchmark::State &st, int layout)
             d = st.range(5);
     int threads = (int)st.range(6);
     AttnData a(b, h, g, lq, lk, d, false, threads, layout);
-    LoopTimer timer(threads);
-    if (!run_attention(st, a, threads, &timer))
-        return;
-    st.SetLabel(label("mha", active_name(), threads));
     const double kv_bytes = 2.0 * 4.0 * (double)(b * g * lk * d);
-    set_counters(st, timer, attention_flops(b, h, lq, lk, d, false), kv_bytes, peak_gflops(mha_active_isa(), threads));
+    if (!time_attention(st, a, threads, attention_flops(b, h, lq, lk, d, false), kv_bytes))
+        return;
     if (st.counters.count("GBps") && read_gbps(threads) > 0)
         st.counters["read_pct"] = 100.0 * st.counters["GBps"] / read_gbps(threads);
 }
