@@ -12,10 +12,10 @@
  * every head inside when the output projection is fused, so that a block's
  * concatenated heads are multiplied by W_o while still in cache and the caller's
  * output rows are written once.
- * Decoding (Lq <= DECODE_ROWS) takes attend_direct instead: no packing, K and V
- * read in place in key chunks merged by log-sum-exp, block by block (a block is
- * copied when its rows are strided and several query rows share it, and
- * prefetched ahead).
+ * Decoding (Lq <= DECODE_ROWS) takes the direct path instead: no packing, K and V
+ * read where they lie in key chunks merged by log-sum-exp, each task covering the
+ * kv heads of a span so that a token-major cache is read in address order
+ * (engine/decode_keys.c).
  *
  * Every row's arithmetic is fixed by the shape alone (block sizes do not depend
  * on the thread count), so results do not depend on the thread count.
@@ -27,23 +27,11 @@
 #include "internal.h"
 
 #define KV_BUDGET ((int64_t)4 << 20)
-/* Up to this many query rows, rows walk the keys alone on K and V in place
- * (attend_direct): decoding, where packing K and V would cost as much as the
- * attention and the microkernel's mr rows would sit mostly empty. */
+/* Up to this many query rows (and MHA_DECODE_TASK_ROWS rows per kv head), rows
+ * walk the keys on K and V where they lie: decoding, where packing K and V would
+ * cost as much as the attention and the microkernel's mr rows would sit mostly
+ * empty. */
 #define DECODE_ROWS 4
-/* Decoding splits the keys into chunks of this many, each its own task, merged by
- * the log-sum-exp rule: a single (batch, kv head) still fills the cores. A fixed
- * size keeps the arithmetic independent of the thread count. */
-#define DECODE_CHUNK 1024
-/* At most this many query rows share a (batch, kv head) task: Lq * H / G. */
-#define DECODE_GROUP_ROWS 256
-/* Decoding walks a chunk in blocks of keys: DECODE_BLOCK keys when several query
- * rows share the block (so that its K and V stay in L1 while they all read it;
- * prefetched DECODE_AHEAD blocks ahead), DECODE_BLOCK_ALONE for a single row
- * (fewer online-softmax steps). */
-#define DECODE_BLOCK 32
-#define DECODE_BLOCK_ALONE 512
-#define DECODE_AHEAD 2
 
 typedef struct tiles {
     int64_t bq, bk;             /* query rows and keys per block */
@@ -59,7 +47,8 @@ typedef struct tiles {
     int64_t units_per_round;
     int64_t tasks_per_unit;     /* query blocks, times the heads of a group unless fused */
     bool direct;                /* Lq <= DECODE_ROWS: attend_direct, no packing */
-    int64_t chunks;             /* decoding: key chunks per (batch, kv head) */
+    int64_t chunks;             /* decoding: key chunks per batch */
+    int64_t span;               /* decoding: kv heads per task at most */
     size_t state_floats;        /* decoding: (m, l, O) of one query row in one chunk */
     size_t direct_floats;       /* decoding: every row's state, in every chunk */
     size_t direct_cat_floats;   /* decoding with the output projection: the B*Lq rows of heads */
@@ -106,20 +95,17 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.tasks_per_unit = t.q_blocks * (fused ? 1 : s->heads / s->kv_heads);
     t.units = fused ? s->batch : s->batch * s->kv_heads;
     int64_t unit_bytes = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float));
-    t.direct = s->len_q <= DECODE_ROWS && s->heads / s->kv_heads * s->len_q <= DECODE_GROUP_ROWS;
+    const int64_t per_group = s->heads / s->kv_heads;
+    t.direct = s->len_q <= DECODE_ROWS && per_group * s->len_q <= MHA_DECODE_TASK_ROWS;
     int64_t dec_rows = s->len_q < DECODE_ROWS ? s->len_q : DECODE_ROWS; /* monotone in Lq */
-    t.chunks = (s->len_k + DECODE_CHUNK - 1) / DECODE_CHUNK;
+    t.chunks = (s->len_k + MHA_DECODE_CHUNK - 1) / MHA_DECODE_CHUNK;
+    t.span = mha_decode_span(s->kv_heads, per_group * dec_rows);
     t.state_floats = (size_t)(t.ldo + 2);
     t.direct_floats = (size_t)(s->batch * s->heads * t.chunks * dec_rows) * t.state_floats;
     t.direct_cat_floats = fused ? floats_aligned(s->batch * dec_rows * s->heads * s->dv) : 0;
-    /* Per thread, decoding scales the group's query rows (at most per_group * 4 of
-     * them) and keeps a block of scores per row and a copy of a K and a V block;
-     * thread_floats covers both modes (the score term is monotone in the shape). */
-    const int64_t dec_group = s->heads / s->kv_heads * dec_rows;
-    const int64_t dec_scores = dec_group * DECODE_BLOCK > DECODE_BLOCK_ALONE ? dec_group * DECODE_BLOCK
-                                                                              : DECODE_BLOCK_ALONE;
-    size_t dec_thread = floats_aligned(dec_group * s->dk) + floats_aligned(dec_scores) +
-                        floats_aligned(DECODE_BLOCK * s->dk) + floats_aligned(DECODE_BLOCK * s->dv);
+    /* Per thread, decoding scales a span's query rows and keeps a block of scores
+     * per row; thread_floats covers both modes. */
+    size_t dec_thread = mha_decode_scratch_floats(t.span, per_group * dec_rows, s->dk);
     if (dec_thread > t.thread_floats)
         t.thread_floats = dec_thread;
     if (fused) {
@@ -146,7 +132,7 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
 static int threads_used(const tiles *t, const mha_shape *s, int threads)
 {
     if (t->direct)
-        return mha_threads_for(threads, s->batch * s->kv_heads * t->chunks);
+        return mha_threads_for(threads, s->batch * t->chunks * ((s->kv_heads + t->span - 1) / t->span));
     int64_t groups = t->units_per_round * t->groups_per_unit,
             tasks = t->units_per_round * t->tasks_per_unit;
     return mha_threads_for(threads, tasks > groups ? tasks : groups);
@@ -187,7 +173,7 @@ static bool shape_fits(const mha_kernels *kern, const mha_shape *s)
     return mha_mul3(s->kv_heads, s->len_k + nr, s->dk + s->dv + 2 * nr, &n) && n <= MHA_MAX_ELEMS &&
            mha_mul3(s->heads, s->dv, 64 + nr, &n) && n <= MHA_MAX_ELEMS &&
            mha_mul3(s->batch * DECODE_ROWS, s->heads * (s->dv + nr + 2),
-                    (s->len_k + DECODE_CHUNK - 1) / DECODE_CHUNK + 1, &n) &&
+                    (s->len_k + MHA_DECODE_CHUNK - 1) / MHA_DECODE_CHUNK + 1, &n) &&
            n <= MHA_MAX_ELEMS;
 }
 
@@ -229,8 +215,8 @@ bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bo
     mha_shape ds = *s;
     const int64_t per_group = s->heads / s->kv_heads;
     ds.len_q = s->len_q < DECODE_ROWS ? s->len_q : DECODE_ROWS;
-    if (ds.len_q * per_group > DECODE_GROUP_ROWS)
-        ds.len_q = DECODE_GROUP_ROWS / per_group;
+    if (ds.len_q * per_group > MHA_DECODE_TASK_ROWS)
+        ds.len_q = MHA_DECODE_TASK_ROWS / per_group;
     if (ds.len_q > 0) {
         const tiles dt = tiles_for(kern, &ds, fused);
         int64_t states = direct_state_bytes(&dt);
@@ -311,24 +297,6 @@ static void pack_group(const mha_kernels *kern, const mha_attn_problem *p, const
                         dst + t->k_floats);
 }
 
-/* Rows [i0, i0 + mq) of Q for (b, h), scaled: a copy of mq x d_k floats into qs,
- * contiguous (caller rows 4 KiB apart would alias in L1), so that the scale is
- * applied once per Q element rather than once per score. Sets *ldq. */
-static const float *scaled_q(const mha_kernels *kern, const mha_attn_problem *p, float *qs, int64_t b,
-                             int64_t h, int64_t i0, int64_t mq, int64_t *ldq)
-{
-    const int64_t dk = p->s.dk;
-    const float *q = p->q + b * p->q_stride[0] + h * p->q_stride[1] + i0 * p->q_stride[2];
-    *ldq = p->q_stride[2];
-    if (p->scale == 1.0f)
-        return q;
-    for (int64_t r = 0; r < mq; r++)
-        memcpy(qs + r * dk, q + r * p->q_stride[2], (size_t)dk * sizeof(float));
-    kern->f32_scale(qs, p->scale, (size_t)(mq * dk));
-    *ldq = dk;
-    return qs;
-}
-
 /* Attention of head h over query rows [i0, i0 + mq) of batch b, reading K and V
  * packed at kp; writes O / l to out (row stride ld). */
 static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
@@ -386,69 +354,62 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
         mha_finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
 }
 
-/* Decoding, one task: key chunk c of (b, g), for every query row of every head of
- * the group, reading K and V in place (packing them would cost as much as the
- * attention). Key blocks are the outer loop, small enough to stay in L1 while
- * every row of the group reads them: each K and V row comes from memory once for
- * all the heads sharing it, prefetched DECODE_AHEAD blocks ahead. Leaves row r's
- * (m, l, O) state at states + r * chunks * state_floats. */
-static void attend_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
-                          float *scratch, int64_t b, int64_t g, int64_t c, float *states)
+/* Decoding: where the keys of batch b lie, and its masks. */
+typedef struct direct_src {
+    const mha_kernels *kern;
+    const mha_attn_problem *p;
+    int64_t b;
+} direct_src;
+
+static int64_t direct_rows(const void *src, int64_t g, int64_t j, int64_t n, const float **k,
+                           const float **v, int64_t *ldk, int64_t *ldv)
+{
+    const direct_src *d = src;
+    const mha_attn_problem *p = d->p;
+    *ldk = p->k_stride[2];
+    *ldv = p->v_stride[2];
+    *k = p->k + d->b * p->k_stride[0] + g * p->k_stride[1] + j * *ldk;
+    *v = p->v + d->b * p->v_stride[0] + g * p->v_stride[1] + j * *ldv;
+    return n;
+}
+
+static int64_t direct_mask(const void *ctx, int64_t h, int64_t i, int64_t j0, float *s, int64_t n)
+{
+    const direct_src *d = ctx;
+    return apply_masks(d->kern, d->p, d->b, h, i, j0, s, n);
+}
+
+/* Kv heads a decoding task reads: all a task may hold when a token's heads lie
+ * closer together than its rows (token-major, one stream for all of them), else
+ * one (head-major: each head's rows are a stream of their own, and heads a
+ * multiple of 4 KiB apart read side by side would evict each other from L2). */
+static int64_t direct_span(const mha_attn_problem *p, const tiles *t)
+{
+    bool near = p->k_stride[1] < p->k_stride[2] && p->v_stride[1] < p->v_stride[2];
+    return near ? t->span : 1;
+}
+
+/* Decoding, one task: key chunk c of batch b for kv heads [g0, g0 + span), every
+ * query row of their heads. Row (h, i) leaves its chunk state at
+ * states + ((b*H + h)*Lq + i)*chunks + c. */
+static void direct_task(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
+                        float *scratch, int64_t b, int64_t c, int64_t g0, int64_t span, float *states)
 {
     const mha_shape *s = &p->s;
-    const int64_t per_group = s->heads / s->kv_heads, lq = s->len_q, rows = per_group * lq;
-    const float *k = p->k + b * p->k_stride[0] + g * p->k_stride[1];
-    const float *v = p->v + b * p->v_stride[0] + g * p->v_stride[1];
-    const int64_t ldk = p->k_stride[2], ldv = p->v_stride[2];
-    const int64_t bk = rows > 1 ? DECODE_BLOCK : DECODE_BLOCK_ALONE;
-    float *S = scratch, *qs = S + floats_aligned(rows * bk);
-    float *kbuf = qs + floats_aligned(rows * s->dk), *vbuf = kbuf + floats_aligned(DECODE_BLOCK * s->dk);
-    const float *q[DECODE_GROUP_ROWS]; /* rows <= DECODE_GROUP_ROWS: see tiles_for */
-    int64_t kend[DECODE_GROUP_ROWS], kmax = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t h = g * per_group + r / lq, i = r % lq, ldq;
-        q[r] = scaled_q(kern, p, qs + r * s->dk, b, h, i, 1, &ldq);
-        kend[r] = key_end(p, b, i, 1);
-        kmax = kend[r] > kmax ? kend[r] : kmax;
-        float *st = states + (size_t)(r * t->chunks) * t->state_floats;
-        st[0] = -INFINITY;
-        st[1] = 0.0f;
-        memset(st + 2, 0, (size_t)s->dv * sizeof(float));
-    }
-    const int64_t k0 = c * DECODE_CHUNK;
-    int64_t k1 = k0 + DECODE_CHUNK < s->len_k ? k0 + DECODE_CHUNK : s->len_k;
-    k1 = k1 < kmax ? k1 : kmax; /* keys past every row's end are never read */
-    for (int64_t kb = k0; kb < k1; kb += bk) {
-        const int64_t nb = k1 - kb < bk ? k1 - kb : bk;
-        /* With several rows, the passes over a block in L1 leave memory idle: the
-         * block DECODE_AHEAD blocks on is prefetched in one share per row and pass,
-         * spread between the kernel calls so that the loads overlap the arithmetic
-         * instead of stalling it in bursts. A single row streams K and V once, which
-         * the hardware prefetchers and the out-of-order window already cover
-         * (measured: prefetching made it slower). */
-        const int64_t kp = kb + DECODE_AHEAD * bk;
-        const int64_t np = rows > 1 && kp < k1 ? (k1 - kp < bk ? k1 - kp : bk) : 0;
-        int64_t ldkb, ldvb;
-        const float *kblk = mha_block_rows(k + kb * ldk, ldk, nb, s->dk, rows > 1, kbuf, &ldkb);
-        for (int64_t r = 0; r < rows; r++) {
-            mha_prefetch_share(k + kp * ldk, ldk, np, s->dk, r, rows);
-            int64_t nk = kend[r] - kb < nb ? kend[r] - kb : nb;
-            if (nk > 0)
-                kern->f32_dot_rows(q[r], kblk, (size_t)ldkb, (size_t)nk, (size_t)s->dk, S + r * bk);
-        }
-        const float *vblk = mha_block_rows(v + kb * ldv, ldv, nb, s->dv, rows > 1, vbuf, &ldvb);
-        for (int64_t r = 0; r < rows; r++) {
-            mha_prefetch_share(v + kp * ldv, ldv, np, s->dv, r, rows);
-            int64_t nk = kend[r] - kb < nb ? kend[r] - kb : nb;
-            if (nk <= 0)
-                continue;
-            int64_t h = g * per_group + r / lq, i = r % lq;
-            float *st = states + (size_t)(r * t->chunks) * t->state_floats, *srow = S + r * bk;
-            int64_t vis = apply_masks(kern, p, b, h, i, kb, srow, nk);
-            mha_softmax_step(kern, srow, vis, nk, &st[0], &st[1], st + 2, s->dv);
-            kern->f32_axpy_rows(srow, vblk, (size_t)ldvb, (size_t)nk, (size_t)s->dv, st + 2);
-        }
-    }
+    const direct_src src = {kern, p, b};
+    int64_t kend[DECODE_ROWS];
+    for (int64_t i = 0; i < s->len_q; i++)
+        kend[i] = key_end(p, b, i, 1);
+    const mha_decode_job job = {
+        .g0 = g0, .per_group = s->heads / s->kv_heads, .len_q = s->len_q, .dk = s->dk, .dv = s->dv,
+        .q = p->q + b * p->q_stride[0], .q_head = p->q_stride[1], .q_row = p->q_stride[2],
+        .scale = p->scale, .key_end = kend,
+        .states = states + (size_t)(b * s->heads * s->len_q * t->chunks + c) * t->state_floats,
+        .state_stride = t->chunks * (int64_t)t->state_floats,
+        .rows = direct_rows, .src = &src, .mask = direct_mask, .mask_ctx = &src};
+    const int64_t k0 = c * MHA_DECODE_CHUNK;
+    mha_decode_keys(kern, &job, span, k0, k0 + MHA_DECODE_CHUNK < s->len_k ? k0 + MHA_DECODE_CHUNK : s->len_k,
+                    scratch);
 }
 
 /* Merges a row's chunk states (m, l, O) in chunk order by the log-sum-exp rule into
@@ -515,35 +476,29 @@ static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const t
                    p->final_out + (b * s->len_q + i0) * w->n, w->n, scratch);
 }
 
-/* Decoding: tasks over (batch, key chunk, kv head), then each row's chunks merged;
+/* Decoding: tasks over (batch, key chunk, span of kv heads), then each row's chunks merged;
  * with the output projection, the few rows' heads are projected at the end. */
 static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
                        float *per_thread, float *states, float *cat, int used, int threads)
 {
     const mha_shape *s = &p->s;
-    const int64_t per_group = s->heads / s->kv_heads, rows = per_group * s->len_q;
-    const int64_t tasks = s->batch * s->kv_heads * t->chunks, ncat = s->heads * s->dv;
-    /* states[((b*G + g)*rows + r)*chunks + c]: a row's chunks side by side. The
+    const int64_t span = direct_span(p, t), spans = (s->kv_heads + span - 1) / span;
+    const int64_t tasks = s->batch * t->chunks * spans, ncat = s->heads * s->dv;
+    /* states[((b*H + h)*Lq + i)*chunks + c]: a row's chunks side by side. The
      * attention runs on `used` threads (one slice each); the projection after it
      * on as many as the call allows. */
 #pragma omp parallel num_threads(used) if (used > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < tasks; task++) {
-            /* kv head fastest: the G tasks of a key chunk run close in time, so a
-             * token-major cache's key rows (all G heads side by side) are read from
-             * memory once while still in L3, and neighbouring lines the hardware
-             * fetched along are not wasted. */
-            const int64_t G = s->kv_heads;
-            int64_t bg = task / (t->chunks * G) * G + task % G, c = task / G % t->chunks;
-            attend_direct(kern, p, t, mine, bg / s->kv_heads, bg % s->kv_heads, c,
-                          states + (size_t)(bg * rows * t->chunks + c) * t->state_floats);
+        for (int64_t task = 0; task < tasks; task++) { /* spans fastest: a chunk's run close in time */
+            const int64_t g0 = task % spans * span;
+            direct_task(kern, p, t, mine, task / (t->chunks * spans), task / spans % t->chunks, g0,
+                        s->kv_heads - g0 < span ? s->kv_heads - g0 : span, states);
         }
 #pragma omp for schedule(static)
-        for (int64_t row = 0; row < s->batch * s->kv_heads * rows; row++) {
-            int64_t b = row / (s->kv_heads * rows), g = row / rows % s->kv_heads, r = row % rows;
-            int64_t h = g * per_group + r / s->len_q, i = r % s->len_q;
+        for (int64_t row = 0; row < s->batch * s->heads * s->len_q; row++) {
+            int64_t b = row / (s->heads * s->len_q), h = row / s->len_q % s->heads, i = row % s->len_q;
             float *dst = p->out_proj ? cat + (b * s->len_q + i) * ncat + h * s->dv
                                      : p->out + b * p->out_stride[0] + h * p->out_stride[1] +
                                            i * p->out_stride[2];

@@ -151,16 +151,45 @@ void mha_softmax_step(const mha_kernels *kern, float *srow, int64_t vis, int64_t
 /* dst = o / l, or zeros for a row that may attend to nothing (l == 0). */
 void mha_finish_row(const float *o, float l, int64_t dv, float *dst);
 
-/* Decoding reads K and V rows in place (engine/decode_rows.c). Prefetches into
- * L2 share `part` of `parts` of the m rows of n floats at `rows` (stride ld): token-
- * major caches put every row on a new page, where the hardware prefetchers stop. */
-void mha_prefetch_share(const float *rows, int64_t ld, int64_t m, int64_t n, int64_t part,
-                        int64_t parts);
-/* The m rows of n floats at src (stride ld) as several query rows will read them
- * (shared): in place when contiguous or not shared, else copied to buf (stride n,
- * *ld_out says which), since rows a multiple of 4 KiB apart share a few L1 sets. */
-const float *mha_block_rows(const float *src, int64_t ld, int64_t m, int64_t n, bool shared,
-                            float *buf, int64_t *ld_out);
+/* Decoding (engine/decode_keys.c): one task's keys [k0, k1) of one sequence for
+ * kv heads [g0, g0 + span) and every query row (h, i) of their heads, h in
+ * [g*per_group, (g+1)*per_group), i < len_q; the rows of one kv head at most
+ * MHA_DECODE_TASK_ROWS, a span at most MHA_DECODE_SPAN heads (mha_decode_span).
+ * Keys in chunks of MHA_DECODE_CHUNK, one task each, merged by log-sum-exp: a
+ * fixed size keeps the arithmetic independent of the thread count. */
+#define MHA_DECODE_CHUNK 1024
+#define MHA_DECODE_TASK_ROWS 256
+#define MHA_DECODE_SPAN 16
+
+/* Where keys lie: the run of n' <= n keys from key j of kv head g (K rows at *k,
+ * stride *ldk; V rows at *v, stride *ldv), n' the same for every head. */
+typedef int64_t (*mha_kv_rows_fn)(const void *src, int64_t g, int64_t j, int64_t n, const float **k,
+                                  const float **v, int64_t *ldk, int64_t *ldv);
+/* Masks beyond key_end on scores s of keys [j0, j0 + n) of row (h, i); returns how
+ * many come before a causal cut (n without one). */
+typedef int64_t (*mha_row_mask_fn)(const void *ctx, int64_t h, int64_t i, int64_t j0, float *s, int64_t n);
+
+typedef struct mha_decode_job {
+    int64_t g0, per_group, len_q, dk, dv;
+    const float *q;           /* row (h, i) at q + h*q_head + i*q_row, unscaled */
+    int64_t q_head, q_row;
+    float scale;
+    const int64_t *key_end;   /* [len_q]: row i sees keys below key_end[i] */
+    float *states;            /* (m, l, O) of row (h, i) at states + (h*len_q + i)*state_stride */
+    int64_t state_stride;
+    mha_kv_rows_fn rows;
+    const void *src;
+    mha_row_mask_fn mask;     /* NULL: every key below key_end visible */
+    const void *mask_ctx;
+} mha_decode_job;
+
+/* Kv heads per task for rows_per_head query rows per kv head. */
+int64_t mha_decode_span(int64_t kv_heads, int64_t rows_per_head);
+/* Per-thread scratch floats of a task (no more for a smaller span or fewer rows). */
+size_t mha_decode_scratch_floats(int64_t span, int64_t rows_per_head, int64_t dk);
+/* Leaves each row's (m, l, O) state of keys [k0, k1) (-inf, 0, 0 if it sees none). */
+void mha_decode_keys(const mha_kernels *kern, const mha_decode_job *job, int64_t span, int64_t k0,
+                     int64_t k1, float *scratch);
 
 /* L2 bytes per core (detected once, with a default): sizes the attention tiles. */
 size_t mha_cache_l2_bytes(void);

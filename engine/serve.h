@@ -10,23 +10,13 @@
 #define SERVE_DECODE_ROWS 4
 /* Keys per decode chunk: one task each, so a long decode fills the cores; a
  * fixed size keeps the arithmetic independent of the thread count. */
-#define SERVE_CHUNK 1024
+#define SERVE_CHUNK MHA_DECODE_CHUNK
 /* Keys per block in a prefill task: packed once per kv head for all its query heads. */
 #define SERVE_BK 256
-/* Decode key blocks: SERVE_DECODE_BLOCK keys when several rows share them (they
- * stay in L1 while every row reads them), SERVE_DECODE_ALONE for a lone row;
- * the block SERVE_AHEAD blocks on is prefetched. The values engine/flash.c
- * measured for its decoding. */
-#define SERVE_DECODE_BLOCK 32
-#define SERVE_DECODE_ALONE 512
-#define SERVE_AHEAD 2
 /* Flops a thread must have for the plan to use it (about 20 us of work). */
 #define SERVE_WORK_PER_THREAD 2e6
 /* Query rows a task may hold (heads of the group x rows). */
 #define SERVE_GROUP_ROWS 256
-/* Score floats of a decode task: every row's block, or one lone row's. */
-#define SERVE_DECODE_SCORES (SERVE_GROUP_ROWS * SERVE_DECODE_BLOCK > SERVE_DECODE_ALONE \
-                                 ? SERVE_GROUP_ROWS * SERVE_DECODE_BLOCK : SERVE_DECODE_ALONE)
 
 /* One unit of work, run once per kv head: rows [row0, row0 + rows) of sequence
  * seq over keys [key0, key1). chunk >= 0: chunk of a decode whose (m, l, O)

@@ -1,13 +1,13 @@
 /*
- * Attention of a ragged batch over its caches, item by item of the plan, each
- * item once per kv head for all the query heads of that group:
+ * Attention of a ragged batch over its caches, item by item of the plan:
  *   prefill items: a block of rows walks its visible keys in blocks of SERVE_BK,
  *     each key block packed once (from contiguous rows, or gathered from cache
  *     blocks) for the group's heads; S = Q K^T and O += P V on the GEMM
  *     microkernel, online softmax in between (as engine/flash.c);
- *   decode items: one key chunk, K and V rows read in place (dot_rows /
- *     axpy_rows), each run of keys read once for all the group's rows; the chunk
- *     states are merged by log-sum-exp in chunk order at the end.
+ *   prefill items run once per kv head, for all the query heads of that group;
+ *   decode items: one key chunk, once per span of kv heads, K and V read where
+ *     they lie in address order for all the span's rows (engine/decode_keys.c);
+ *     the chunk states are merged by log-sum-exp in chunk order at the end.
  * Every item's arithmetic is fixed by the plan, so results do not depend on the
  * thread count.
  */
@@ -56,63 +56,39 @@ static const float *q_row(const ctx *x, int64_t t, int64_t h, float *buf)
     return buf;
 }
 
-/* A decode chunk for the rows of every head of kv group g. Keys go in blocks,
- * small enough to stay in L1 while every row reads them (SERVE_DECODE_BLOCK; a
- * lone row streams SERVE_DECODE_ALONE), strided blocks copied contiguous first,
- * the block SERVE_AHEAD on prefetched in shares between the kernel calls (a
- * paged cache's next block is anywhere: no hardware prefetcher follows), as
- * engine/flash.c decodes. Scores of all rows first, then softmax and P V. */
-static void decode_task(const ctx *x, const serve_item *it, int64_t g, float *scratch)
+/* Where the keys of sequence s lie in the cache. */
+typedef struct seq_src {
+    const ctx *x;
+    int64_t s;
+} seq_src;
+
+static int64_t seq_rows(const void *src, int64_t g, int64_t j, int64_t n, const float **k, const float **v,
+                        int64_t *ldk, int64_t *ldv)
+{
+    const seq_src *q = src;
+    return serve_kv_run(q->x->c, q->x->b, q->s, g, j, n, k, v, ldk, ldv);
+}
+
+/* A decode chunk for the rows of every head, span of kv heads by span. */
+static void decode_task(const ctx *x, const serve_item *it, float *scratch)
 {
     const mha_shape *d = &x->p->dims;
     const serve_merge *mg = plan_merges(x->p) + it->merge;
-    const int64_t pg = d->heads / d->kv_heads, ql = it->rows, rows = pg * ql, s = it->seq;
+    const int64_t pg = d->heads / d->kv_heads, ql = it->rows, s = it->seq;
     const int64_t t0 = plan_q_start(x->p)[s], kl = plan_kv_len(x->p)[s];
-    const int64_t bk = rows > 1 ? SERVE_DECODE_BLOCK : SERVE_DECODE_ALONE;
-    const size_t sf = x->p->state_floats;
-    float *S = scratch, *qs = S + SERVE_DECODE_SCORES, *kbuf = qs + SERVE_GROUP_ROWS * d->dk;
-    float *vbuf = kbuf + SERVE_DECODE_BLOCK * d->dk;
-    const float *q[SERVE_GROUP_ROWS];
-    float *st[SERVE_GROUP_ROWS];
-    int64_t kend[SERVE_GROUP_ROWS], kmax = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t h = g * pg + r / ql, i = r % ql;
-        q[r] = q_row(x, t0 + i, h, qs + r * d->dk);
-        kend[r] = x->p->non_causal ? kl : kl - ql + i + 1;
-        kmax = kend[r] > kmax ? kend[r] : kmax;
-        st[r] = x->states + (size_t)(mg->state0 + (h * ql + i) * mg->chunks + it->chunk) * sf;
-        st[r][0] = -INFINITY;
-        st[r][1] = 0.0f;
-        memset(st[r] + 2, 0, (size_t)d->dv * sizeof(float));
-    }
-    const int64_t end = it->key1 < kmax ? it->key1 : kmax; /* keys no row sees are never read */
-    for (int64_t kb = it->key0; kb < end;) {
-        const float *k, *v, *pk = NULL, *pv = NULL;
-        int64_t ldk, ldv, pldk = 0, pldv = 0, np = 0, ldkb, ldvb;
-        const int64_t n = serve_kv_run(x->c, x->b, s, g, kb, end - kb < bk ? end - kb : bk, &k, &v, &ldk, &ldv);
-        const int64_t kp = kb + SERVE_AHEAD * bk;
-        if (rows > 1 && kp < end)
-            np = serve_kv_run(x->c, x->b, s, g, kp, end - kp < bk ? end - kp : bk, &pk, &pv, &pldk, &pldv);
-        const float *kblk = mha_block_rows(k, ldk, n, d->dk, rows > 1, kbuf, &ldkb);
-        for (int64_t r = 0; r < rows; r++) {
-            if (np)
-                mha_prefetch_share(pk, pldk, np, d->dk, r, rows);
-            int64_t nk = kend[r] - kb < n ? kend[r] - kb : n;
-            if (nk > 0)
-                x->kern->f32_dot_rows(q[r], kblk, (size_t)ldkb, (size_t)nk, (size_t)d->dk, S + r * bk);
-        }
-        const float *vblk = mha_block_rows(v, ldv, n, d->dv, rows > 1, vbuf, &ldvb);
-        for (int64_t r = 0; r < rows; r++) {
-            if (np)
-                mha_prefetch_share(pv, pldv, np, d->dv, r, rows);
-            int64_t nk = kend[r] - kb < n ? kend[r] - kb : n;
-            if (nk <= 0)
-                continue;
-            mha_softmax_step(x->kern, S + r * bk, nk, nk, &st[r][0], &st[r][1], st[r] + 2, d->dv);
-            x->kern->f32_axpy_rows(S + r * bk, vblk, (size_t)ldvb, (size_t)nk, (size_t)d->dv, st[r] + 2);
-        }
-        kb += n;
-    }
+    const int64_t span = mha_decode_span(d->kv_heads, pg * ql);
+    int64_t kend[SERVE_DECODE_ROWS];
+    for (int64_t i = 0; i < ql; i++)
+        kend[i] = x->p->non_causal ? kl : kl - ql + i + 1;
+    const seq_src src = {x, s};
+    mha_decode_job job = {
+        .per_group = pg, .len_q = ql, .dk = d->dk, .dv = d->dv,
+        .q = x->q + t0 * x->qs0, .q_head = x->qs1, .q_row = x->qs0, .scale = x->scale, .key_end = kend,
+        .states = x->states + (size_t)(mg->state0 + it->chunk) * x->p->state_floats,
+        .state_stride = mg->chunks * (int64_t)x->p->state_floats, .rows = seq_rows, .src = &src};
+    for (job.g0 = 0; job.g0 < d->kv_heads; job.g0 += span)
+        mha_decode_keys(x->kern, &job, d->kv_heads - job.g0 < span ? d->kv_heads - job.g0 : span, it->key0,
+                        it->key1, scratch);
 }
 
 /* Keys [kb, kb + nk) of (s, g) packed for the microkernel: K as key panels (kp),
@@ -295,8 +271,13 @@ void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_ba
     const ctx x = {kern, p, b, c, q, qs[0], qs[1], scale, out, os[0], os[1], lse,
                    (float *)(ws + p->ws_states), (float *)(ws + p->ws_pack)};
     float *per_thread = (float *)(ws + p->ws_threads);
-    const int64_t G = p->dims.kv_heads, tasks = p->n_items * G, H = p->dims.heads;
+    const int64_t G = p->dims.kv_heads, H = p->dims.heads;
     const serve_item *items = plan_items(p);
+    /* Prefill items (first in the plan) run once per kv head, decode items once. */
+    int64_t n_pre = 0;
+    while (n_pre < p->n_items && items[n_pre].chunk < 0)
+        n_pre++;
+    const int64_t tasks = n_pre * G + p->n_items - n_pre;
     const serve_merge *merges = plan_merges(p);
     int64_t pack_tasks = 0;
     for (int64_t i = 0; i < p->n_packs; i++)
@@ -310,11 +291,10 @@ void serve_attend(const mha_kernels *kern, const mha_serve_plan *p, const mha_ba
             pack_task(&x, task, mine);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t task = 0; task < tasks; task++) {
-            const serve_item *it = items + task / G;
-            if (it->chunk >= 0)
-                decode_task(&x, it, task % G, mine);
+            if (task < n_pre * G)
+                prefill_task(&x, items + task / G, task % G, mine);
             else
-                prefill_task(&x, it, task % G, mine);
+                decode_task(&x, items + task - n_pre * G + n_pre, mine);
         }
 #pragma omp for schedule(static)
         for (int64_t mh = 0; mh < p->n_merges * H; mh++) {

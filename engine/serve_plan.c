@@ -132,9 +132,13 @@ static mha_status plan_layout(const mha_serve_plan_args *a, mha_serve_plan *p)
                  (double)p->ncat * (double)p->out_dim);
     if (work < (double)p->threads * SERVE_WORK_PER_THREAD)
         p->threads = work < SERVE_WORK_PER_THREAD ? 1 : (int)(work / SERVE_WORK_PER_THREAD);
-    /* Per thread: decode needs the group's scaled Q rows and a score row;
+    /* Per thread: decode what engine/decode_keys.c needs for any row count;
      * prefill the packed K and V block, scores, and every head's O, m, l, Q. */
-    int64_t dec = SERVE_DECODE_SCORES + SERVE_GROUP_ROWS * d->dk + SERVE_DECODE_BLOCK * (d->dk + d->dv);
+    int64_t dec = 0;
+    for (int64_t ql = 1; ql <= SERVE_DECODE_ROWS && is_decode(d, ql); ql++) {
+        int64_t f = (int64_t)mha_decode_scratch_floats(mha_decode_span(d->kv_heads, pg * ql), pg * ql, d->dk);
+        dec = f > dec ? f : dec;
+    }
     int64_t pre = 0;
     if (any_prefill)
         pre = round_to(SERVE_BK, nr) * d->dk + SERVE_BK * ldo + SERVE_BK * dmax +

@@ -6,10 +6,10 @@
 
 #include "attn_check.h"
 
-/* Decoding (Lq <= 4) takes its own path: K and V read in place, key chunks of 1024
- * merged by log-sum-exp, the heads of a kv group together, in blocks (copied when
- * the rows are strided and shared by several query rows, larger for a single
- * row). Lk = 2500 makes three chunks; the masks cut inside them and inside blocks;
+/* Decoding (Lq <= 4) takes its own path: K and V read where they lie, key chunks
+ * of 1024 merged by log-sum-exp, up to 16 kv heads per task (token-major K and V),
+ * in blocks of 32 keys. Lk = 2500 makes three chunks; the masks cut inside them
+ * and inside blocks;
  * H = 128, G = 1 with Lq = 4 (512 rows per group) falls back to the tiled path and
  * must agree too. K and V are head-major or token-major ([B, L, G, d]). */
 START_TEST(test_decode)

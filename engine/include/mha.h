@@ -319,8 +319,9 @@ MHA_API mha_status mha_forward(const mha_model *model, const mha_forward_args *a
  * {L_max*G*d, d, G*d}. Strides must be >= 0; inputs may broadcast with a zero
  * stride, but no two output elements may share an address (MHA_ERR_STRIDE).
  *
- * Workspace. Decoding (Lq <= 4 and Lq*H/G <= 256) reads K and V in place, in
- * chunks of 1024 keys; longer queries pack K and V of whole (batch, kv head)
+ * Workspace. Decoding (Lq <= 4 and Lq*H/G <= 256) reads K and V where they lie,
+ * in chunks of 1024 keys (with token-major K and V, one task reads a chunk for up
+ * to 16 kv heads, in address order); longer queries pack K and V of whole (batch, kv head)
  * groups into the workspace, so their workspace grows with Lk. In bytes, with
  * x' = x rounded up to the kernels' panel width nr (8 scalar and NEON, 16 AVX2,
  * 32 AVX-512) and T the threads the call uses (at most num_threads, at most its
@@ -651,7 +652,8 @@ MHA_API mha_status mha_serve_plan_size(const mha_serve_plan_args *args, size_t *
  * all of them (a prefill of several blocks packs its keys once for all blocks,
  * into the workspace: 4 * (d_k + d_v rounded up to the microkernel's 8-32) bytes
  * per key and kv head, keys rounded up to 256); decodes (up to 4 rows) in key chunks of 1024 merged by LSE, the
- * heads of a kv group sharing each K/V read, so one long decode fills the cores.
+ * heads of a kv group sharing each K/V read and up to 16 kv heads reading a chunk
+ * together in address order, so one long decode fills the cores.
  * It depends on the lengths only, never on the thread count. A batch too small to
  * pay for waking threads (under about 2 MFLOP per thread) runs on fewer than
  * num_threads (the results are the same bits). */
