@@ -25,7 +25,8 @@
  * rows read it, and a fixed size, so that every row's arithmetic is the same
  * whatever the span, the layout or the thread count. */
 #define DECODE_BLOCK 32
-/* Runs a block may lie in: cache blocks hold at least 16 keys. */
+/* Runs a block may lie in: blocks start at multiples of 32 keys from a chunk's
+ * start (a multiple of MHA_DECODE_CHUNK), and cache blocks hold a multiple of 16. */
 #define MAX_RUNS (DECODE_BLOCK / 16)
 /* Bytes of K the prefetches run ahead of the block being read, at least one block:
  * enough to cover memory latency, not so many that lines fetched early are

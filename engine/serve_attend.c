@@ -5,8 +5,9 @@
  *     blocks) for the group's heads; S = Q K^T and O += P V on the GEMM
  *     microkernel, online softmax in between (as engine/flash.c);
  *   prefill items run once per kv head, for all the query heads of that group;
- *   decode items: one key chunk, once per span of kv heads, K and V read where
- *     they lie in address order for all the span's rows (engine/decode_keys.c);
+ *   decode items: one key chunk, one task, its kv heads span by span, K and V
+ *     read where they lie in address order for all the span's rows
+ *     (engine/decode_keys.c);
  *     the chunk states are merged by log-sum-exp in chunk order at the end.
  * Every item's arithmetic is fixed by the plan, so results do not depend on the
  * thread count.
