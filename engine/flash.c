@@ -46,7 +46,7 @@ typedef struct tiles {
     int64_t groups_per_unit;    /* 1, or G when fused */
     int64_t units_per_round;
     int64_t tasks_per_unit;     /* query blocks, times the heads of a group unless fused */
-    bool direct;                /* Lq <= DECODE_ROWS: attend_direct, no packing */
+    bool direct;                /* Lq <= DECODE_ROWS: direct_task, no packing */
     int64_t chunks;             /* decoding: key chunks per batch */
     int64_t span;               /* decoding: kv heads per task at most */
     size_t state_floats;        /* decoding: (m, l, O) of one query row in one chunk */
