@@ -5,7 +5,9 @@
  * as the attention).
  *
  * The keys go in blocks of DECODE_BLOCK, each read for all the span's heads in
- * turn: a token-major cache ([B, L, G, d], or a paged block [G, bs, d]) holds a
+ * turn, and for all query rows of a head at once (kernels.h's f32_*_rows_nx: each
+ * K and V row loaded once for the head's rows, 2x the in-cache rate of a row at a
+ * time on an Intel Xeon, and no longer relying on L1 to keep a strided block): a token-major cache ([B, L, G, d], or a paged block [G, bs, d]) holds a
  * token's heads side by side, so tasks of one kv head each would read every row
  * 512 B at a time, 4 KiB apart, from DRAM pages that the other heads' tasks open
  * again later. The block AHEAD_BYTES on is prefetched into L2 in address order, in
@@ -32,6 +34,9 @@
  * enough to cover memory latency, not so many that lines fetched early are
  * evicted before their turn. */
 #define AHEAD_BYTES (32 << 10)
+/* Pieces of a block's keys per kernel call, with a prefetch share before each:
+ * spread out, the prefetches do not stall on a full miss queue. */
+#define PIECES 4
 
 static size_t aligned(int64_t n)
 {
@@ -99,20 +104,72 @@ static inline __attribute__((always_inline)) void prefetch_share(const block_run
     }
 }
 
+/* Rows [r0, r0 + n) of the span: row g * rows_per_head + hl * lq + i is query i of
+ * head hl of kv head g's group; its state, state_stride floats, follows the
+ * previous row's. lone: the head has one row only (H = G, one query), which the
+ * single-row kernels take (their y in registers is wider than the nx kernels'
+ * one-row tile); a head's rows all go one way, so their bits never depend on the
+ * split. */
+typedef struct head_rows {
+    int64_t r0, n;
+    bool lone;
+} head_rows;
+
+/* kern->f32_dot_rows_nx of rows `hr` against keys [a, b) of the block, run by run. */
+static void dot_keys(const mha_kernels *kern, const block_runs *br, int64_t g, head_rows hr, int64_t a,
+                     int64_t b, const float *qs, int64_t dk, float *S)
+{
+    for (int64_t u = 0; u < br->runs && br->at[u] < b; u++) {
+        const int64_t lo = a > br->at[u] ? a : br->at[u], hi = b < br->at[u + 1] ? b : br->at[u + 1];
+        if (lo >= hi)
+            continue;
+        const float *k = br->k[u][g] + (lo - br->at[u]) * br->ldk;
+        float *out = S + hr.r0 * DECODE_BLOCK + lo;
+        if (hr.lone)
+            kern->f32_dot_rows(qs + hr.r0 * dk, k, (size_t)br->ldk, (size_t)(hi - lo), (size_t)dk, out);
+        else
+            kern->f32_dot_rows_nx(qs + hr.r0 * dk, (size_t)dk, (size_t)hr.n, k, (size_t)br->ldk, (size_t)(hi - lo),
+                                  (size_t)dk, out, DECODE_BLOCK);
+    }
+}
+
+/* kern->f32_axpy_rows_nx: the states of rows `hr` += their weights S times values
+ * [a, b) of the block, run by run. */
+static void axpy_keys(const mha_kernels *kern, const block_runs *br, int64_t g, head_rows hr, int64_t a,
+                      int64_t b, const float *S, float *states, int64_t state_stride, int64_t dv)
+{
+    for (int64_t u = 0; u < br->runs && br->at[u] < b; u++) {
+        const int64_t lo = a > br->at[u] ? a : br->at[u], hi = b < br->at[u + 1] ? b : br->at[u + 1];
+        if (lo >= hi)
+            continue;
+        const float *v = br->v[u][g] + (lo - br->at[u]) * br->ldv, *w = S + hr.r0 * DECODE_BLOCK + lo;
+        float *y = states + hr.r0 * state_stride + 2;
+        if (hr.lone)
+            kern->f32_axpy_rows(w, v, (size_t)br->ldv, (size_t)(hi - lo), (size_t)dv, y);
+        else
+            kern->f32_axpy_rows_nx(w, DECODE_BLOCK, (size_t)hr.n, v, (size_t)br->ldv, (size_t)(hi - lo), (size_t)dv, y,
+                                   (size_t)state_stride);
+    }
+}
+
 void mha_decode_keys(const mha_kernels *kern, const mha_decode_job *j, int64_t span, int64_t k0,
                      int64_t k1, float *scratch)
 {
     const int64_t lq = j->len_q, rows_per_head = j->per_group * lq, rows = span * rows_per_head;
     const int64_t dk = j->dk, dv = j->dv, h0 = j->g0 * j->per_group, bk = DECODE_BLOCK;
     float *S = scratch, *qs = S + aligned(rows * bk);
-    /* Row r is (h0 + r / lq, r % lq): the rows of one kv head are consecutive. */
-    int64_t kmax = 0;
-    for (int64_t i = 0; i < lq; i++)
+    /* Row r is (h0 + r / lq, r % lq): the rows of one kv head are consecutive, and
+     * so are their states. */
+    float *states = j->states + h0 * lq * j->state_stride;
+    int64_t kmax = 0, kmin = INT64_MAX;
+    for (int64_t i = 0; i < lq; i++) {
         kmax = j->key_end[i] > kmax ? j->key_end[i] : kmax;
+        kmin = j->key_end[i] < kmin ? j->key_end[i] : kmin;
+    }
     for (int64_t r = 0; r < rows; r++) {
         const int64_t h = h0 + r / lq, i = r % lq;
         memcpy(qs + r * dk, j->q + h * j->q_head + i * j->q_row, (size_t)dk * sizeof(float));
-        float *st = j->states + (h * lq + i) * j->state_stride;
+        float *st = states + r * j->state_stride;
         st[0] = -INFINITY;
         st[1] = 0.0f;
         memset(st + 2, 0, (size_t)dv * sizeof(float));
@@ -136,27 +193,45 @@ void mha_decode_keys(const mha_kernels *kern, const mha_decode_job *j, int64_t s
         next.at[0] = 0;
         if (kn < end)
             runs_of(j, span, kn, end - kn < bk ? end - kn : bk, &next);
-        for (int64_t r = 0; r < rows; r++) {
-            prefetch_share(&next, span, false, dk, r, rows);
-            const int64_t g = r / rows_per_head, ke = j->key_end[r % lq] - kb;
-            for (int64_t u = 0; u < cur.runs && cur.at[u] < ke; u++) {
-                const int64_t n = (ke < cur.at[u + 1] ? ke : cur.at[u + 1]) - cur.at[u];
-                kern->f32_dot_rows(qs + r * dk, cur.k[u][g], (size_t)cur.ldk, (size_t)n, (size_t)dk,
-                                   S + r * bk + cur.at[u]);
+        /* Keys [0, shared) of the block are seen by every row: a head's rows take
+         * them together, each K and V row read once for all of them (read row by
+         * row, a token-major block, which falls into a few L1 sets, came from L2
+         * again for every row). A row's keys past them (queries of one sequence
+         * ending at different keys) go row by row. */
+        const int64_t shared = kmin - kb < 0 ? 0 : kmin - kb < nb ? kmin - kb : nb;
+        const int64_t units = span * PIECES;
+        for (int64_t g = 0, unit = 0; g < span; g++) {
+            const int64_t r0 = g * rows_per_head;
+            for (int64_t p = 0; p < PIECES; p++, unit++) {
+                prefetch_share(&next, span, false, dk, unit, units);
+                dot_keys(kern, &cur, g, (head_rows){r0, rows_per_head, rows_per_head == 1}, shared * p / PIECES,
+                         shared * (p + 1) / PIECES, qs, dk, S);
+            }
+            for (int64_t r = r0; r < r0 + rows_per_head && shared < nb; r++) {
+                const int64_t ke = j->key_end[r % lq] - kb;
+                dot_keys(kern, &cur, g, (head_rows){r, 1, rows_per_head == 1}, shared, ke < nb ? ke : nb, qs, dk, S);
             }
         }
-        for (int64_t r = 0; r < rows; r++) {
-            prefetch_share(&next, span, true, dv, r, rows);
-            const int64_t h = h0 + r / lq, i = r % lq, g = r / rows_per_head;
-            const int64_t nk = j->key_end[i] - kb < nb ? j->key_end[i] - kb : nb;
-            if (nk <= 0)
-                continue;
-            float *st = j->states + (h * lq + i) * j->state_stride, *srow = S + r * bk;
-            const int64_t vis = j->mask ? j->mask(j->mask_ctx, h, i, kb, srow, nk) : nk;
-            mha_softmax_step(kern, srow, vis, nk, &st[0], &st[1], st + 2, dv);
-            for (int64_t u = 0; u < cur.runs && cur.at[u] < nk; u++) {
-                const int64_t n = (nk < cur.at[u + 1] ? nk : cur.at[u + 1]) - cur.at[u];
-                kern->f32_axpy_rows(srow + cur.at[u], cur.v[u][g], (size_t)cur.ldv, (size_t)n, (size_t)dv, st + 2);
+        for (int64_t g = 0, unit = 0; g < span; g++) {
+            const int64_t r0 = g * rows_per_head;
+            for (int64_t r = r0; r < r0 + rows_per_head; r++) {
+                const int64_t h = h0 + r / lq, i = r % lq;
+                const int64_t nk = j->key_end[i] - kb < nb ? j->key_end[i] - kb : nb;
+                if (nk <= 0)
+                    continue;
+                float *st = states + r * j->state_stride, *srow = S + r * bk;
+                const int64_t vis = j->mask ? j->mask(j->mask_ctx, h, i, kb, srow, nk) : nk;
+                mha_softmax_step(kern, srow, vis, nk, &st[0], &st[1], st + 2, dv);
+            }
+            for (int64_t p = 0; p < PIECES; p++, unit++) {
+                prefetch_share(&next, span, true, dv, unit, units);
+                axpy_keys(kern, &cur, g, (head_rows){r0, rows_per_head, rows_per_head == 1}, shared * p / PIECES,
+                          shared * (p + 1) / PIECES, S, states, j->state_stride, dv);
+            }
+            for (int64_t r = r0; r < r0 + rows_per_head && shared < nb; r++) {
+                const int64_t ke = j->key_end[r % lq] - kb;
+                axpy_keys(kern, &cur, g, (head_rows){r, 1, rows_per_head == 1}, shared, ke < nb ? ke : nb, S, states, j->state_stride,
+                          dv);
             }
         }
     }

@@ -150,4 +150,27 @@ static inline void mha_axpy_rows_blocked(const float *w, const float *rows, size
         cols(w + r0, rows + r0 * ld, ld, m - r0 < rb ? m - r0 : rb, n, y);
 }
 
+/* f32_dot_rows_nx and f32_axpy_rows_nx one query row at a time, through an ISA's
+ * single-row kernels (bits equal to theirs, so independent of nx by construction). */
+typedef void (*mha_dot_rows_fn)(const float *x, const float *rows, size_t ld, size_t m, size_t n,
+                                float *out);
+typedef void (*mha_axpy_rows_fn)(const float *w, const float *rows, size_t ld, size_t m, size_t n,
+                                 float *y);
+
+static inline void mha_dot_rows_nx_by_row(const float *x, size_t ldx, size_t nx, const float *rows,
+                                          size_t ld, size_t m, size_t n, float *out, size_t ldo,
+                                          mha_dot_rows_fn dot)
+{
+    for (size_t r = 0; r < nx; r++)
+        dot(x + r * ldx, rows, ld, m, n, out + r * ldo);
+}
+
+static inline void mha_axpy_rows_nx_by_row(const float *w, size_t ldw, size_t nx, const float *rows,
+                                           size_t ld, size_t m, size_t n, float *y, size_t ldy,
+                                           mha_axpy_rows_fn axpy)
+{
+    for (size_t r = 0; r < nx; r++)
+        axpy(w + r * ldw, rows, ld, m, n, y + r * ldy);
+}
+
 #endif /* MHA_SIMD_COMMON_H */

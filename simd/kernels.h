@@ -102,6 +102,21 @@ typedef struct mha_kernels {
                         int accumulate);
     /* Pack A[r][p] = src[r*ld + p] (m rows of k) into ceil(m / mr) micro-panels. */
     void (*f32_pack_a)(size_t m, size_t k, const float *src, size_t ld, float *dst);
+
+    /* Added for decoding with several query rows per kv head (GQA groups, a few
+     * queries per sequence): f32_dot_rows and f32_axpy_rows for nx query rows at
+     * once, each row of `rows` read once for all of them. Read per query row, a
+     * token-major K or V block (rows H*d*4 bytes apart, often a multiple of 4 KiB)
+     * falls into a few L1 sets, and every query row read it from L2 again.
+     * out[r*ldo + j] = sum_i x[r*ldx + i] * rows[j][i] for r < nx, j < m.
+     * y[r*ldy + i] += sum_j w[r*ldw + j] * rows[j][i] for r < nx, i < n (every w
+     * used, zero or not, as in f32_axpy_rows).
+     * Each result is computed the same way whatever nx and m: a row's bits do not
+     * depend on how many rows share the call. */
+    void (*f32_dot_rows_nx)(const float *x, size_t ldx, size_t nx, const float *rows, size_t ld,
+                            size_t m, size_t n, float *out, size_t ldo);
+    void (*f32_axpy_rows_nx)(const float *w, size_t ldw, size_t nx, const float *rows, size_t ld,
+                             size_t m, size_t n, float *y, size_t ldy);
 } mha_kernels;
 
 /* The table of an ISA, or NULL if this build lacks it or this CPU cannot run it. */

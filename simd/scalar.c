@@ -250,6 +250,19 @@ static void mha_f32_axpy_rows_4__scalar(const float *w, const float *rows, size_
     }
 }
 
+/* Several query rows: one at a time through the single-row kernels. */
+static void mha_f32_dot_rows_nx__scalar(const float *x, size_t ldx, size_t nx, const float *rows,
+                                     size_t ld, size_t m, size_t n, float *out, size_t ldo)
+{
+    mha_dot_rows_nx_by_row(x, ldx, nx, rows, ld, m, n, out, ldo, mha_f32_dot_rows_4__scalar);
+}
+
+static void mha_f32_axpy_rows_nx__scalar(const float *w, size_t ldw, size_t nx, const float *rows,
+                                      size_t ld, size_t m, size_t n, float *y, size_t ldy)
+{
+    mha_axpy_rows_nx_by_row(w, ldw, nx, rows, ld, m, n, y, ldy, mha_f32_axpy_rows_4__scalar);
+}
+
 const mha_kernels mha_kernels_scalar = {
     .isa = MHA_ISA_SCALAR,
     .name = "scalar",
@@ -269,4 +282,6 @@ const mha_kernels mha_kernels_scalar = {
     .f32_tanh = mha_f32_tanh__scalar,
     .f32_gemm_pa = mha_f32_gemm_pa_4x8__scalar,
     .f32_pack_a = mha_f32_pack_a_4__scalar,
+    .f32_dot_rows_nx = mha_f32_dot_rows_nx__scalar,
+    .f32_axpy_rows_nx = mha_f32_axpy_rows_nx__scalar,
 };

@@ -675,7 +675,7 @@ START_TEST(test_table)
     ck_assert(k->gemm_mr >= 1 && k->gemm_nr >= 1);
     ck_assert(k->f32_exp && k->f32_rowmax && k->f32_exp_sub_sum && k->f32_scale && k->f32_gemm &&
               k->f32_pack_b_nk && k->f32_pack_b_kn && k->f32_scale_add && k->f32_mask_u8 && k->f32_dot_rows &&
-              k->f32_axpy_rows && k->f32_tanh &&
+              k->f32_axpy_rows && k->f32_tanh && k->f32_dot_rows_nx && k->f32_axpy_rows_nx &&
               k->f32_gemm_pa && k->f32_pack_a);
     ck_assert_ptr_eq(mha_kernels_active(), mha_kernels_for(mha_active_isa()));
     ck_assert_ptr_nonnull(mha_kernels_for(MHA_ISA_SCALAR));
@@ -1078,6 +1078,138 @@ START_TEST(test_axpy_rows)
 }
 END_TEST
 
+/* Several query rows at once: every row count of the tiles (4s, a last 3, 2 or 1),
+ * rows of x and of the output strided; each result within float32 accumulation of
+ * the float64 sum, nothing written between or past the output rows, and each row's
+ * bits those of a call with that row alone (the grouping does not change them). */
+static const size_t nx_counts[] = {1, 2, 3, 4, 5, 6, 7, 9};
+static const size_t nx_ns[] = {1, 15, 16, 17, 63, 64, 65, 100, 128, 129, 200};
+#define NX_MAX 9
+
+START_TEST(test_dot_rows_nx)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(19);
+    const size_t cap = DEC_MMAX * (DEC_NMAX + 3), ldx = DEC_NMAX + 1, ldo = DEC_MMAX + DEC_PAD;
+    float *rows = unaligned(cap), *x = unaligned(NX_MAX * ldx);
+    float *out = unaligned(NX_MAX * ldo), *one = unaligned(ldo);
+    test_fill(&g, rows, cap, -2.0f, 2.0f);
+    for (size_t ni = 0; ni < DEC_COUNT(nx_ns); ni++) {
+        const size_t n = nx_ns[ni];
+        test_fill(&g, x, NX_MAX * ldx, -2.0f, 2.0f);
+        const size_t lds[3] = {n, n + 3, 0};
+        for (size_t li = 0; li < 3; li++)
+            for (size_t mi = 0; mi < DEC_COUNT(dec_ms); mi++)
+                for (size_t ci = 0; ci < DEC_COUNT(nx_counts); ci++) {
+                    const size_t ld = lds[li], m = dec_ms[mi], nx = nx_counts[ci];
+                    for (size_t i = 0; i < NX_MAX * ldo; i++)
+                        out[i] = NAN;
+                    k->f32_dot_rows_nx(x, ldx, nx, rows, ld, m, n, out, ldo);
+                    for (size_t r = 0; r < nx; r++) {
+                        for (size_t j = 0; j < ldo; j++)
+                            one[j] = NAN;
+                        k->f32_dot_rows_nx(x + r * ldx, ldx, 1, rows, ld, m, n, one, ldo);
+                        for (size_t j = 0; j < m; j++) {
+                            const float *row = rows + j * ld, *xr = x + r * ldx;
+                            double ref = 0.0, mag = 0.0;
+                            for (size_t i = 0; i < n; i++) {
+                                ref += (double)xr[i] * row[i];
+                                mag += fabs((double)xr[i] * row[i]);
+                            }
+                            const double tol = (double)(n + 2) * 0x1p-23 * mag + 1e-30;
+                            const float got = out[r * ldo + j];
+                            FAIL_IF(!(fabs(got - ref) <= tol),
+                                    "%s: dot_rows_nx nx=%zu m=%zu n=%zu ld=%zu: out[%zu][%zu] = %.9g, expected %.9g",
+                                    k->name, nx, m, n, ld, r, j, got, ref);
+                            FAIL_IF(memcmp(&got, &one[j], sizeof got) != 0,
+                                    "%s: dot_rows_nx nx=%zu m=%zu n=%zu: row %zu key %zu is %.9g, alone %.9g",
+                                    k->name, nx, m, n, r, j, got, one[j]);
+                        }
+                    }
+                    for (size_t i = 0; i < NX_MAX * ldo; i++)
+                        FAIL_IF(!((i / ldo < nx && i % ldo < m) || isnan(out[i])),
+                                "%s: dot_rows_nx nx=%zu m=%zu n=%zu wrote out[%zu][%zu]", k->name, nx, m, n,
+                                i / ldo, i % ldo);
+                }
+    }
+    release(rows);
+    release(x);
+    release(out);
+    release(one);
+}
+END_TEST
+
+START_TEST(test_axpy_rows_nx)
+{
+    const mha_kernels *k = table(_i);
+    if (!k)
+        return;
+    test_rng g = test_rng_seed(20);
+    const size_t cap = DEC_MMAX * (DEC_NMAX + 3), ldw = DEC_MMAX + 1, ldy = DEC_NMAX + DEC_PAD;
+    float *rows = unaligned(cap), *w = unaligned(NX_MAX * ldw);
+    float *y = unaligned(NX_MAX * ldy), *y0 = unaligned(NX_MAX * ldy), *one = unaligned(ldy);
+    test_fill(&g, rows, cap, -2.0f, 2.0f);
+    for (size_t ni = 0; ni < DEC_COUNT(nx_ns); ni++) {
+        const size_t n = nx_ns[ni];
+        const size_t lds[3] = {n, n + 3, 0};
+        for (size_t li = 0; li < 3; li++)
+            for (size_t mi = 0; mi < DEC_COUNT(dec_ms); mi++)
+                for (size_t ci = 0; ci < DEC_COUNT(nx_counts); ci++) {
+                    const size_t ld = lds[li], m = dec_ms[mi], nx = nx_counts[ci];
+                    test_fill(&g, w, NX_MAX * ldw, 0.0f, 1.0f);
+                    for (size_t j = 1; j < NX_MAX * ldw; j += 4)
+                        w[j] = 0.0f;
+                    for (size_t i = 0; i < NX_MAX * ldy; i++)
+                        y0[i] = i % ldy < n ? test_rng_uniform(&g, -3.0f, 3.0f) : NAN;
+                    memcpy(y, y0, NX_MAX * ldy * sizeof(float));
+                    k->f32_axpy_rows_nx(w, ldw, nx, rows, ld, m, n, y, ldy);
+                    for (size_t r = 0; r < nx; r++) {
+                        memcpy(one, y0 + r * ldy, ldy * sizeof(float));
+                        k->f32_axpy_rows_nx(w + r * ldw, ldw, 1, rows, ld, m, n, one, ldy);
+                        for (size_t i = 0; i < n; i++) {
+                            double ref = y0[r * ldy + i], mag = fabs(ref);
+                            for (size_t j = 0; j < m; j++) {
+                                ref += (double)w[r * ldw + j] * rows[j * ld + i];
+                                mag += fabs((double)w[r * ldw + j] * rows[j * ld + i]);
+                            }
+                            const double tol = (double)(m + 2) * 0x1p-23 * mag + 1e-30;
+                            const float got = y[r * ldy + i];
+                            FAIL_IF(!(fabs(got - ref) <= tol),
+                                    "%s: axpy_rows_nx nx=%zu m=%zu n=%zu ld=%zu: y[%zu][%zu] = %.9g, expected %.9g",
+                                    k->name, nx, m, n, ld, r, i, got, ref);
+                            FAIL_IF(memcmp(&got, &one[i], sizeof got) != 0,
+                                    "%s: axpy_rows_nx nx=%zu m=%zu n=%zu: y[%zu][%zu] is %.9g, alone %.9g",
+                                    k->name, nx, m, n, r, i, got, one[i]);
+                        }
+                    }
+                    for (size_t i = 0; i < NX_MAX * ldy; i++)
+                        FAIL_IF(!((i / ldy < nx && i % ldy < n) ? !isnan(y[i]) : memcmp(&y[i], &y0[i], sizeof y[i]) == 0),
+                                "%s: axpy_rows_nx nx=%zu m=%zu n=%zu: y[%zu][%zu] wrong or written", k->name, nx,
+                                m, n, i / ldy, i % ldy);
+                }
+    }
+    /* A NaN in a key row of weight 0 reaches every query row, in its column only. */
+    const size_t n = 70, m = 9, nx = 5;
+    for (size_t r = 0; r < nx; r++)
+        w[r * ldw + 6] = 0.0f;
+    rows[6 * n + 69] = NAN;
+    for (size_t i = 0; i < nx * ldy; i++)
+        y[i] = 1.0f;
+    k->f32_axpy_rows_nx(w, ldw, nx, rows, n, m, n, y, ldy);
+    for (size_t r = 0; r < nx; r++)
+        for (size_t i = 0; i < n; i++)
+            FAIL_IF(!(i == n - 1 ? isnan(y[r * ldy + i]) : isfinite(y[r * ldy + i])),
+                    "%s: axpy_rows_nx NaN in key row 6 (w = 0): y[%zu][%zu] = %g", k->name, r, i, y[r * ldy + i]);
+    release(rows);
+    release(w);
+    release(y);
+    release(y0);
+    release(one);
+}
+END_TEST
+
 Suite *suite_kernels(void)
 {
     Suite *s = suite_create("kernels");
@@ -1104,6 +1236,8 @@ Suite *suite_kernels(void)
     tcase_add_loop_test(tc, test_gemm_driver, lo, hi);
     tcase_add_loop_test(tc, test_dot_rows, lo, hi);
     tcase_add_loop_test(tc, test_axpy_rows, lo, hi);
+    tcase_add_loop_test(tc, test_dot_rows_nx, lo, hi);
+    tcase_add_loop_test(tc, test_axpy_rows_nx, lo, hi);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -493,6 +493,19 @@ static void mha_f32_axpy_rows_2__neon(const float *w, const float *rows, size_t 
     mha_axpy_rows_blocked(w, rows, ld, m, n, y, 32, axpy_rows_cols);
 }
 
+/* Several query rows: one at a time through the single-row kernels. */
+static void mha_f32_dot_rows_nx__neon(const float *x, size_t ldx, size_t nx, const float *rows,
+                                     size_t ld, size_t m, size_t n, float *out, size_t ldo)
+{
+    mha_dot_rows_nx_by_row(x, ldx, nx, rows, ld, m, n, out, ldo, mha_f32_dot_rows_8__neon);
+}
+
+static void mha_f32_axpy_rows_nx__neon(const float *w, size_t ldw, size_t nx, const float *rows,
+                                      size_t ld, size_t m, size_t n, float *y, size_t ldy)
+{
+    mha_axpy_rows_nx_by_row(w, ldw, nx, rows, ld, m, n, y, ldy, mha_f32_axpy_rows_2__neon);
+}
+
 const mha_kernels mha_kernels_neon = {
     .isa = MHA_ISA_NEON,
     .name = "neon",
@@ -512,4 +525,6 @@ const mha_kernels mha_kernels_neon = {
     .f32_tanh = mha_f32_tanh__neon,
     .f32_gemm_pa = mha_f32_gemm_pa_8x8__neon,
     .f32_pack_a = mha_f32_pack_a_8__neon,
+    .f32_dot_rows_nx = mha_f32_dot_rows_nx__neon,
+    .f32_axpy_rows_nx = mha_f32_axpy_rows_nx__neon,
 };

@@ -561,6 +561,19 @@ static void mha_f32_axpy_rows_2__avx2(const float *w, const float *rows, size_t 
     mha_axpy_rows_blocked(w, rows, ld, m, n, y, 64, axpy_rows_cols);
 }
 
+/* Several query rows: one at a time through the single-row kernels. */
+static void mha_f32_dot_rows_nx__avx2(const float *x, size_t ldx, size_t nx, const float *rows,
+                                     size_t ld, size_t m, size_t n, float *out, size_t ldo)
+{
+    mha_dot_rows_nx_by_row(x, ldx, nx, rows, ld, m, n, out, ldo, mha_f32_dot_rows_8__avx2);
+}
+
+static void mha_f32_axpy_rows_nx__avx2(const float *w, size_t ldw, size_t nx, const float *rows,
+                                      size_t ld, size_t m, size_t n, float *y, size_t ldy)
+{
+    mha_axpy_rows_nx_by_row(w, ldw, nx, rows, ld, m, n, y, ldy, mha_f32_axpy_rows_2__avx2);
+}
+
 const mha_kernels mha_kernels_avx2 = {
     .isa = MHA_ISA_AVX2,
     .name = "avx2",
@@ -580,4 +593,6 @@ const mha_kernels mha_kernels_avx2 = {
     .f32_tanh = mha_f32_tanh__avx2,
     .f32_gemm_pa = mha_f32_gemm_pa_6x16__avx2,
     .f32_pack_a = mha_f32_pack_a_6__avx2,
+    .f32_dot_rows_nx = mha_f32_dot_rows_nx__avx2,
+    .f32_axpy_rows_nx = mha_f32_axpy_rows_nx__avx2,
 };

@@ -625,6 +625,157 @@ static void mha_f32_axpy_rows_2__avx512(const float *w, const float *rows, size_
     mha_axpy_rows_blocked(w, rows, ld, m, n, y, 128, axpy_rows_cols);
 }
 
+/* Decoding with nx query rows per kv head, in tiles of R query rows x C keys: one
+ * zmm accumulator per (row, key) over n, x and each key row loaded once per tile
+ * (4 x 4: 8 loads for 16 FMAs, against 9 for 8 a row at a time), summed by
+ * hsum8x16. Every result is dot_rows_8's chain and sum whatever the tile (hsum8x16
+ * treats its 8 inputs alike). Rows past nr and keys past nc re-read the last valid
+ * one (memory in L1) and are not stored. R * C is 16 or 8. */
+static inline __attribute__((always_inline)) void dot_tile(const float *x, size_t ldx, size_t nr,
+                                                           const float *rows, size_t ld, size_t nc,
+                                                           size_t n, float *out, size_t ldo, const int R,
+                                                           const int C)
+{
+    const float *xp[4], *kp[8];
+    __m512 acc[4][8];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        xp[r] = x + ((size_t)r < nr ? (size_t)r : nr - 1) * ldx;
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++)
+        kp[c] = rows + ((size_t)c < nc ? (size_t)c : nc - 1) * ld;
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++)
+            acc[r][c] = _mm512_setzero_ps();
+    for (size_t i = 0; i < n; i += 16) {
+        /* The tail's masked-off lanes load 0 (and never fault): 0 * 0 adds nothing. */
+        const __mmask16 k = tail_mask(n - i);
+        __m512 xv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            xv[r] = _mm512_maskz_loadu_ps(k, xp[r] + i);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) {
+            const __m512 kv = _mm512_maskz_loadu_ps(k, kp[c] + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][c] = _mm512_fmadd_ps(xv[r], kv, acc[r][c]);
+        }
+    }
+    const __mmask8 keep = (__mmask8)((1u << nc) - 1u);
+    if (C == 4) { /* R == 4: rows 0-1 in the first sum, 2-3 in the second */
+        const __m256 s0 = hsum8x16(acc[0][0], acc[0][1], acc[0][2], acc[0][3], acc[1][0], acc[1][1],
+                                   acc[1][2], acc[1][3]);
+        const __m256 s1 = hsum8x16(acc[2][0], acc[2][1], acc[2][2], acc[2][3], acc[3][0], acc[3][1],
+                                   acc[3][2], acc[3][3]);
+        const __m128 q[4] = {_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1),
+                             _mm256_castps256_ps128(s1), _mm256_extractf128_ps(s1, 1)};
+        for (size_t r = 0; r < nr; r++)
+            _mm_mask_storeu_ps(out + r * ldo, keep, q[r]);
+        return;
+    }
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++)
+        if ((size_t)r < nr)
+            _mm256_mask_storeu_ps(out + (size_t)r * ldo, keep,
+                                  hsum8x16(acc[r][0], acc[r][1], acc[r][2], acc[r][3], acc[r][4],
+                                           acc[r][5], acc[r][6], acc[r][7]));
+}
+
+/* Query rows in fours (4 x 4 tiles), a last 2 (2 x 8) or 1 (1 x 8); 3 left take a
+ * 4-row tile. */
+static void mha_f32_dot_rows_nx__avx512(const float *x, size_t ldx, size_t nx, const float *rows,
+                                        size_t ld, size_t m, size_t n, float *out, size_t ldo)
+{
+    for (size_t r = 0; r < nx;) {
+        const size_t left = nx - r, nr = left < 4 ? left : 4;
+        const float *xr = x + r * ldx;
+        float *o = out + r * ldo;
+        if (nr >= 3)
+            for (size_t j = 0; j < m; j += 4)
+                dot_tile(xr, ldx, nr, rows + j * ld, ld, m - j < 4 ? m - j : 4, n, o + j, ldo, 4, 4);
+        else if (nr == 2)
+            for (size_t j = 0; j < m; j += 8)
+                dot_tile(xr, ldx, 2, rows + j * ld, ld, m - j < 8 ? m - j : 8, n, o + j, ldo, 2, 8);
+        else
+            for (size_t j = 0; j < m; j += 8)
+                dot_tile(xr, ldx, 1, rows + j * ld, ld, m - j < 8 ? m - j : 8, n, o + j, ldo, 1, 8);
+        r += nr;
+    }
+}
+
+/* y rows r < nr of a tile of R rows += sum_j w[r][j] rows[j][0..nn), nn <= 16 V:
+ * V zmm per row, each row of `rows` loaded once for the R (4 x 4: 4 loads and 4
+ * broadcasts for 16 FMAs), one FMA chain per element over j in order (axpy_rows_128's
+ * chain), so every result is the same whatever the tile. Rows past nr repeat the
+ * last valid one and are not stored. */
+static inline __attribute__((always_inline)) void axpy_tile(const float *w, size_t ldw, size_t nr,
+                                                            const float *rows, size_t ld, size_t m,
+                                                            size_t nn, float *y, size_t ldy, const int R,
+                                                            const int V)
+{
+    const float *wp[4];
+    float *yp[4];
+    __mmask16 km[8];
+    __m512 acc[4][8];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; v++)
+        km[v] = chunk_mask(nn, (size_t)v);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+        const size_t rr = (size_t)r < nr ? (size_t)r : nr - 1;
+        wp[r] = w + rr * ldw;
+        yp[r] = y + rr * ldy;
+#pragma GCC unroll 8
+        for (int v = 0; v < V; v++)
+            acc[r][v] = _mm512_maskz_loadu_ps(km[v], yp[r] + 16 * v);
+    }
+    for (size_t j = 0; j < m; j++) {
+        const float *p = rows + j * ld;
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = _mm512_set1_ps(wp[r][j]);
+#pragma GCC unroll 8
+        for (int v = 0; v < V; v++) {
+            const __m512 pv = _mm512_maskz_loadu_ps(km[v], p + 16 * v);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][v] = _mm512_fmadd_ps(wv[r], pv, acc[r][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        if ((size_t)r < nr)
+#pragma GCC unroll 8
+            for (int v = 0; v < V; v++)
+                _mm512_mask_storeu_ps(yp[r] + 16 * v, km[v], acc[r][v]);
+}
+
+/* Query rows in fours (64 columns a pass), a last 2 or 1 (128 columns a pass); 3
+ * left take a 4-row tile. */
+static void mha_f32_axpy_rows_nx__avx512(const float *w, size_t ldw, size_t nx, const float *rows,
+                                         size_t ld, size_t m, size_t n, float *y, size_t ldy)
+{
+    for (size_t r = 0; r < nx;) {
+        const size_t left = nx - r, nr = left < 4 ? left : 4;
+        const float *wr = w + r * ldw;
+        float *yr = y + r * ldy;
+        if (nr >= 3)
+            for (size_t i = 0; i < n; i += 64)
+                axpy_tile(wr, ldw, nr, rows + i, ld, m, n - i < 64 ? n - i : 64, yr + i, ldy, 4, 4);
+        else if (nr == 2)
+            for (size_t i = 0; i < n; i += 128)
+                axpy_tile(wr, ldw, 2, rows + i, ld, m, n - i < 128 ? n - i : 128, yr + i, ldy, 2, 8);
+        else
+            for (size_t i = 0; i < n; i += 128)
+                axpy_tile(wr, ldw, 1, rows + i, ld, m, n - i < 128 ? n - i : 128, yr + i, ldy, 1, 8);
+        r += nr;
+    }
+}
+
 const mha_kernels mha_kernels_avx512 = {
     .isa = MHA_ISA_AVX512,
     .name = "avx512",
@@ -644,4 +795,6 @@ const mha_kernels mha_kernels_avx512 = {
     .f32_tanh = mha_f32_tanh__avx512,
     .f32_gemm_pa = mha_f32_gemm_pa_8x32__avx512,
     .f32_pack_a = mha_f32_pack_a_8__avx512,
+    .f32_dot_rows_nx = mha_f32_dot_rows_nx__avx512,
+    .f32_axpy_rows_nx = mha_f32_axpy_rows_nx__avx512,
 };
