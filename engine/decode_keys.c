@@ -5,27 +5,29 @@
  * as the attention).
  *
  * The keys go in blocks of DECODE_BLOCK, each read for all the span's heads in
- * turn, and for all query rows of a head at once (kernels.h's f32_*_rows_nx: each
- * K and V row loaded once for the head's rows, 2x the in-cache rate of a row at a
- * time on an Intel Xeon, and no longer relying on L1 to keep a strided block): a token-major cache ([B, L, G, d], or a paged block [G, bs, d]) holds a
+ * turn: a token-major cache ([B, L, G, d], or a paged block [G, bs, d]) holds a
  * token's heads side by side, so tasks of one kv head each would read every row
  * 512 B at a time, 4 KiB apart, from DRAM pages that the other heads' tasks open
- * again later. The block AHEAD_BYTES on is prefetched into L2 in address order, in
- * shares between the kernel calls: memory stays busy while each row reads the
- * current block from L1 or L2, and the hardware prefetchers, which stop at page
- * boundaries and need to see a stream first, are not relied on (without it the
- * decode ran at half the speed on AMD Zen 4). A block may lie in several runs
- * (paged caches: a run per cache block), each read in place. Chunks of 1024 keys
- * beat 256 and 512 by 5-20% (fewer task starts, each a prefetch pipeline to fill).
+ * again later. A head's query rows take the block at once (kernels.h's
+ * f32_*_rows_nx, each K and V row loaded once for all of them: about 2x the
+ * in-cache rate of a row at a time on an Intel Xeon, and a strided block need not
+ * stay in L1, where its rows fall into a few sets). The block AHEAD_BYTES on is
+ * prefetched into L2 in address order, in shares between the kernel calls: memory
+ * stays busy while the rows read the current block from L1 or L2, and the hardware
+ * prefetchers, which stop at page boundaries and need to see a stream first, are
+ * not relied on (without it the decode ran at half the speed on AMD Zen 4). A
+ * block may lie in several runs (paged caches: a run per cache block), each read
+ * in place. Chunks of 1024 keys beat 256 and 512 by 5-20% (fewer task starts,
+ * each a prefetch pipeline to fill).
  */
 #include <math.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Keys per block: few enough that a head's K or V block stays in L1 while its
- * rows read it, and a fixed size, so that every row's arithmetic is the same
- * whatever the span, the layout or the thread count. */
+/* Keys per block: few enough that a head's K and V blocks stay in L2 between
+ * their prefetch and their use, and a fixed size, so that every row's arithmetic
+ * is the same whatever the span, the layout or the thread count. */
 #define DECODE_BLOCK 32
 /* Runs a block may lie in: blocks start at multiples of 32 keys from a chunk's
  * start (a multiple of MHA_DECODE_CHUNK), and cache blocks hold a multiple of 16. */
@@ -230,8 +232,8 @@ void mha_decode_keys(const mha_kernels *kern, const mha_decode_job *j, int64_t s
             }
             for (int64_t r = r0; r < r0 + rows_per_head && shared < nb; r++) {
                 const int64_t ke = j->key_end[r % lq] - kb;
-                axpy_keys(kern, &cur, g, (head_rows){r, 1, rows_per_head == 1}, shared, ke < nb ? ke : nb, S, states, j->state_stride,
-                          dv);
+                axpy_keys(kern, &cur, g, (head_rows){r, 1, rows_per_head == 1}, shared, ke < nb ? ke : nb, S, states,
+                          j->state_stride, dv);
             }
         }
     }
