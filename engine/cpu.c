@@ -66,6 +66,7 @@ static struct {
     int forced;
     char cpu_name[64];
     size_t l1d_bytes, l2_bytes;
+    bool intel; /* cpuid vendor GenuineIntel */
     char features_text[128];
     char choice[160];
 } g = {.once = PTHREAD_ONCE_INIT};
@@ -86,6 +87,8 @@ static void detect(void)
     unsigned f = 0;
     int avx_os = 0, avx512_os = 0;
 
+    __cpuid(0, a, b, c, d);
+    g.intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu; /* "Genu" "ineI" "ntel" */
     if (max_leaf >= 1) {
         __cpuid(1, a, b, c, d);
         if (c & (1u << 12))
@@ -389,6 +392,12 @@ size_t mha_cache_l1d_bytes(void)
 {
     ensure_chosen();
     return g.l1d_bytes;
+}
+
+bool mha_cpu_intel(void)
+{
+    ensure_chosen();
+    return g.intel;
 }
 
 const mha_kernels *mha_kernels_active(void)

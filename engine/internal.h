@@ -195,6 +195,8 @@ void mha_decode_keys(const mha_kernels *kern, const mha_decode_job *job, int64_t
 size_t mha_cache_l2_bytes(void);
 /* L1 data bytes per core (detected once, with a default): sizes the GEMM's k blocks. */
 size_t mha_cache_l1d_bytes(void);
+/* True on an Intel x86 core (cpuid vendor GenuineIntel, detected once). */
+bool mha_cpu_intel(void);
 
 /* True when num_threads is 0..MHA_MAX_THREADS. */
 static inline bool mha_threads_valid(int requested)
