@@ -193,7 +193,7 @@ void mha_decode_keys(const mha_kernels *kern, const mha_decode_job *j, int64_t s
      * need (0.70-0.85x the time without them on a Sapphire Rapids class Xeon; AMD
      * Zen 4 ran the same decode at half the speed before they were added).
      * Head-major blocks (a head's rows contiguous) are prefetched on every core. */
-    cur.strided_prefetch = next.strided_prefetch = !mha_cpu_intel();
+    next.strided_prefetch = !mha_cpu_intel(); /* only `next` is ever prefetched */
     /* The task's first blocks, before any arithmetic waits on them. */
     for (int64_t kb = k0; kb < end && kb < k0 + ahead * bk; kb += bk) {
         runs_of(j, span, kb, end - kb < bk ? end - kb : bk, &next);
