@@ -63,7 +63,7 @@ struct AddData {
 
 void set_additive_counters(benchmark::State &st, const LoopTimer &timer, const AddData &d, mha_isa isa)
 {
-    set_counters(st, timer, d.flops(), 0.0, peak_gflops(isa, timer.threads()));
+    set_counters(st, timer, d.flops(), 0.0, peak_of(isa, timer.threads()));
     const double sec = timer.seconds();
     if (sec > 0)
         st.counters["tanh_per_s"] = d.tanh_count() * (double)st.iterations() / sec;
@@ -169,7 +169,7 @@ void BM_concat(benchmark::State &st, std::vector<int64_t> s, int threads)
     st.SetLabel(label("mha", mha_isa_name(mha_active_isa()), threads));
     const double flops = 2.0 * (double)B * ((double)L * (double)(Dq + Dk) + (double)L * (double)Dv +
                                             (double)O * (double)(Dq + Dv));
-    set_counters(st, timer, flops, 0.0, peak_gflops(mha_active_isa(), threads));
+    set_counters(st, timer, flops, 0.0, peak_of(mha_active_isa(), threads));
 }
 
 void timing(benchmark::internal::Benchmark *b, double flops)

@@ -22,6 +22,12 @@ const std::vector<mha_isa> &arch_isas(); // kernel tables that exist on this arc
 
 // ---------------------------------------------------------- machine limits
 double peak_gflops(mha_isa isa, int threads); // 0 if not measured
+// The peak a row is compared with: the FMA loop of `isa` on `threads` threads.
+struct PeakRef {
+    mha_isa isa;
+    int threads;
+};
+inline PeakRef peak_of(mha_isa isa, int threads) { return PeakRef{isa, threads}; }
 double read_gbps(int threads);                // nearest measured thread count
 size_t last_level_cache_bytes();              // from the cache sizes Google Benchmark reads (sysfs)
 mha_isa best_measured_isa();
@@ -51,10 +57,14 @@ class LoopTimer {
 };
 // Sets GFLOPS (GFLOP/s from wall time), GFLOPS_cpu (flops per process CPU second
 // times threads: what the run would do on an idle machine, since time other
-// processes take is not counted; spin-waiting is), peak_pct (100 * GFLOPS / `peak`;
-// omitted if peak <= 0) and GBps (omitted if bytes == 0). Plain values (not the
-// library's rate counters) so the printed numbers are exactly GFLOP/s, % and GB/s.
-void set_counters(benchmark::State &st, const LoopTimer &timer, double flops, double bytes, double peak);
+// processes take is not counted; spin-waiting is), peak_pct (100 * GFLOPS / the
+// peak the run's probe measured at start; omitted if not measured), peak_pct_now
+// (100 * GFLOPS / the wall-clock peak of a 20 ms probe run just after this row's
+// loop: on a shared host, whose speed moves within minutes, the row's efficiency
+// at the moment it ran; not in --smoke runs) and GBps (omitted if bytes == 0).
+// Plain values (not the library's rate counters) so the printed numbers are
+// exactly GFLOP/s, % and GB/s.
+void set_counters(benchmark::State &st, const LoopTimer &timer, double flops, double bytes, PeakRef peak);
 std::string label(const char *what, const char *isa, int threads);
 
 // ------------------------------------------------------------------ buffers

@@ -41,7 +41,7 @@ double run_map(benchmark::State &st, mha_isa isa, MapKernel fn, float scale)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("kernel", k->name, 1));
-    set_counters(st, timer, (double)n, 8.0 * (double)n, peak_gflops(isa, 1));
+    set_counters(st, timer, (double)n, 8.0 * (double)n, peak_of(isa, 1));
     const double sec = timer.seconds();
     return sec > 0 ? (double)n * (double)st.iterations() / sec : 0.0;
 }
@@ -75,7 +75,7 @@ void BM_softmax(benchmark::State &st, mha_isa isa)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label("kernel", k->name, 1));
-    set_counters(st, timer, 4.0 * (double)n, 20.0 * (double)n, peak_gflops(isa, 1));
+    set_counters(st, timer, 4.0 * (double)n, 20.0 * (double)n, peak_of(isa, 1));
 }
 
 // The microkernel on one full mr x nr tile, A and packed B in cache: A read in
@@ -100,7 +100,7 @@ void BM_gemm_tile(benchmark::State &st, mha_isa isa, bool packed_a)
     }
     st.SetLabel(label(("kernel mr=" + std::to_string(mr) + " nr=" + std::to_string(nr)).c_str(),
                       k->name, 1));
-    set_counters(st, timer, 2.0 * (double)(mr * nr * kk), 4.0 * (double)((mr + nr) * kk), peak_gflops(isa, 1));
+    set_counters(st, timer, 2.0 * (double)(mr * nr * kk), 4.0 * (double)((mr + nr) * kk), peak_of(isa, 1));
 }
 
 // C[M, N] = A[M, K] W[N, K]^T + bias through the engine's packed projection driver.
@@ -138,7 +138,7 @@ void BM_gemm_proj(benchmark::State &st, mha_isa isa)
     st.SetLabel(label("mha", k->name, threads));
     set_counters(st, timer, 2.0 * (double)m * (double)n * (double)kk,
                  4.0 * ((double)m * (double)kk + (double)n * (double)kk + (double)m * (double)n),
-                 peak_gflops(isa, threads));
+                 peak_of(isa, threads));
 }
 
 // Packing: nk = B stored transposed (weights, K blocks), kn = B as is (V blocks).

@@ -139,7 +139,9 @@ void add_context()
     benchmark::AddCustomContext(
         "mha_peak_pct",
         "100*GFLOPS/peak of (ISA, threads) of the run; openblas rows use the best ISA's peak, "
-        "reference (float64) rows the scalar peak; kernel_pack: % of the read bandwidth");
+        "reference (float64) rows the scalar peak; kernel_pack: % of the read bandwidth; peak_pct_now: "
+        "100*GFLOPS/the wall-clock peak of the same loop probed for 20 ms right after the row (a shared "
+        "host's speed at the moment the row ran)");
     benchmark::AddCustomContext(
         "mha_isa_sweep",
         "attention/forward use the active ISA only: run once per MHA_ISA=scalar|avx2|avx512 (neon "
@@ -257,18 +259,35 @@ double process_cpu_seconds()
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void set_counters(benchmark::State &st, const LoopTimer &timer, double flops, double bytes, double peak)
+// The wall-clock rate of `isa`'s FMA loop on `threads` threads over ~20 ms, now.
+static double peak_now(PeakRef ref)
+{
+    for (const PeakLoop &p : peak_loops())
+        if (p.isa == ref.isa) {
+            double wall = 0.0;
+            mhab_measure_fma(p.fma, ref.threads, 0.02, 1, &wall);
+            return wall;
+        }
+    return 0.0;
+}
+
+void set_counters(benchmark::State &st, const LoopTimer &timer, double flops, double bytes, PeakRef ref)
 {
     const double seconds = timer.seconds(), cpu = timer.cpu_seconds();
     if (seconds <= 0 || st.iterations() == 0)
         return;
     const double per_s = (double)st.iterations() / seconds * 1e-9;
-    const double gflops = flops * per_s;
+    const double gflops = flops * per_s, peak = peak_gflops(ref.isa, ref.threads);
     st.counters["GFLOPS"] = gflops;
     if (cpu > 0)
         st.counters["GFLOPS_cpu"] = flops * (double)st.iterations() / (cpu / timer.threads()) * 1e-9;
     if (peak > 0)
         st.counters["peak_pct"] = 100.0 * gflops / peak;
+    if (peak > 0 && !g_smoke) {
+        const double now = peak_now(ref);
+        if (now > 0)
+            st.counters["peak_pct_now"] = 100.0 * gflops / now;
+    }
     if (bytes > 0)
         st.counters["GBps"] = bytes * per_s;
 }

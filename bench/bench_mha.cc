@@ -90,7 +90,7 @@ static bool time_attention(benchmark::State &st, AttnData &a, int threads, doubl
     if (!run_attention(st, a, threads, &timer))
         return false;
     st.SetLabel(label("mha", active_name(), threads));
-    set_counters(st, timer, flops, bytes, peak_gflops(mha_active_isa(), threads));
+    set_counters(st, timer, flops, bytes, peak_of(mha_active_isa(), threads));
     return true;
 }
 
@@ -159,7 +159,7 @@ void BM_attention_reference(benchmark::State &st)
     }
     st.SetLabel(label("reference(float64)", "scalar", 1));
     set_counters(st, timer, attention_flops(b, h, lq, lk, d, causal), attention_bytes(b, h, lq, lk, d),
-                 peak_gflops(MHA_ISA_SCALAR, 1));
+                 peak_of(MHA_ISA_SCALAR, 1));
 }
 
 // nn.MultiheadAttention(E, H) with biases and output projection, fused in_proj weights.
@@ -219,7 +219,7 @@ void BM_forward(benchmark::State &st)
     mha_model_destroy(model);
     st.SetLabel(label("mha", active_name(), threads));
     set_counters(st, timer, forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
-                 peak_gflops(mha_active_isa(), threads));
+                 peak_of(mha_active_isa(), threads));
 }
 
 void BM_forward_reference(benchmark::State &st)
@@ -238,7 +238,7 @@ void BM_forward_reference(benchmark::State &st)
     }
     st.SetLabel(label("reference(float64)", "scalar", 1));
     set_counters(st, timer, forward_flops(b, l, e, h, causal), forward_bytes(b, l, e),
-                 peak_gflops(MHA_ISA_SCALAR, 1));
+                 peak_of(MHA_ISA_SCALAR, 1));
 }
 
 bool contains(const std::vector<std::vector<int64_t>> &v, const std::vector<int64_t> &s)

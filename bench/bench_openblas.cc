@@ -275,7 +275,7 @@ void BM_attention_openblas(benchmark::State &st)
     }
     st.SetLabel(label("openblas", best_name(), threads));
     set_counters(st, timer, attention_flops(B, H, lq, lk, d, causal), attention_bytes(B, H, lq, lk, d),
-                 peak_gflops(best_measured_isa(), threads));
+                 peak_of(best_measured_isa(), threads));
     settle();
 }
 
@@ -323,7 +323,7 @@ void BM_forward_openblas(benchmark::State &st)
     }
     st.SetLabel(label("openblas", best_name(), threads));
     set_counters(st, timer, forward_flops(B, L, E, H, causal), forward_bytes(B, L, E),
-                 peak_gflops(best_measured_isa(), threads));
+                 peak_of(best_measured_isa(), threads));
     settle();
 }
 
@@ -342,7 +342,7 @@ void BM_proj_openblas(benchmark::State &st)
     st.SetLabel(label("openblas", best_name(), threads));
     set_counters(st, timer, 2.0 * (double)m * (double)n * (double)kk,
                  4.0 * ((double)m * (double)kk + (double)n * (double)kk + (double)m * (double)n),
-                 peak_gflops(best_measured_isa(), threads));
+                 peak_of(best_measured_isa(), threads));
     settle();
 }
 

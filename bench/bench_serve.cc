@@ -180,7 +180,7 @@ void BM_serve(benchmark::State &st)
         benchmark::ClobberMemory();
     }
     st.SetLabel(label(scenario_name(scenario), mha_isa_name(mha_active_isa()), threads));
-    set_counters(st, timer, s.flops, s.kv_bytes, peak_gflops(mha_active_isa(), threads));
+    set_counters(st, timer, s.flops, s.kv_bytes, peak_of(mha_active_isa(), threads));
     if (st.counters.count("GBps") && read_gbps(threads) > 0)
         st.counters["read_pct"] = 100.0 * st.counters["GBps"] / read_gbps(threads);
 }
