@@ -35,7 +35,6 @@
 
 typedef struct tiles {
     int64_t bq, bk;             /* query rows and keys per block */
-    int64_t pk;                 /* keys per P V sub-block: a multiple of 8, <= bk */
     int64_t tq;                 /* query rows per task: a multiple of bq */
     int64_t q_blocks;           /* tasks along the queries: ceil(Lq / tq) */
     int64_t ldo;                /* row stride of the O block: d_v padded to nr */
@@ -78,11 +77,6 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
      * passes per flop; measured 7% faster than 128 keys at L=2048, d=64. */
     int64_t bk = (int64_t)(mha_cache_l2_bytes() / 8 / (size_t)t.bq / sizeof(float));
     t.bk = round_to(bk < 128 ? 128 : bk > 512 ? 512 : bk, nr);
-    /* P V goes over a block's keys in sub-blocks whose nr-column V slice takes half
-     * of L1d, so that it stays there while every row group of P passes over it
-     * (a whole block's slice, 64 KiB at 512 keys, came from L2 once per row group). */
-    int64_t pk = (int64_t)(mha_cache_l1d_bytes() / 2 / ((size_t)nr * sizeof(float))) / 8 * 8;
-    t.pk = pk < 64 ? 64 : pk > t.bk ? t.bk : pk;
     /* With the output projection fused, a task walks every head's K and V: give
      * long sequences taller tasks so that K and V are streamed fewer times. */
     int64_t sub = fused ? rows / (8 * t.bq) : 1; /* still >= 8 tasks; 4 measured best */
@@ -345,22 +339,16 @@ static void attend_block(const mha_kernels *kern, const mha_attn_problem *p, con
             int64_t vis = apply_masks(kern, p, b, h, i0 + r, kb, S + r * t->bk, nk);
             mha_softmax_step(kern, S + r * t->bk, vis, nk, &mrow[r], &lrow[r], O + r * ldo, s->dv);
         }
-        /* O += P V over this key block, in equal sub-blocks of at most t->pk keys
-         * (P read in place: packing it cost more than it saved, measured). */
-        const int64_t subs = (nk + t->pk - 1) / t->pk, sub = round_to((nk + subs - 1) / subs, 8);
-        for (int64_t k0 = 0; k0 < nk; k0 += sub)
-            for (int64_t c = 0; c < s->dv; c += nr) {
-                const float *panel = vp + (size_t)(c * s->len_k + (kb + k0) * nr);
-                int64_t n = s->dv - c < nr ? s->dv - c : nr;
-                for (int64_t r = 0; r < mq; r += mr) {
-                    int64_t k1 = group_keys(p, i0 + r, mr, kb, nk);
-                    k1 = k1 < k0 + sub ? k1 : k0 + sub;
-                    if (k1 > k0)
-                        kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n, (size_t)(k1 - k0),
-                                       S + r * t->bk + k0, (size_t)t->bk, panel, O + r * ldo + c, (size_t)ldo,
-                                       NULL, 1);
-                }
-            }
+        /* O += P V over this key block (P read in place: packing it cost more
+         * than it saved, measured). */
+        for (int64_t c = 0; c < s->dv; c += nr) {
+            const float *panel = vp + (size_t)(c * s->len_k + kb * nr);
+            int64_t n = s->dv - c < nr ? s->dv - c : nr;
+            for (int64_t r = 0; r < mq; r += mr)
+                kern->f32_gemm((size_t)(mq - r < mr ? mq - r : mr), (size_t)n,
+                               (size_t)group_keys(p, i0 + r, mr, kb, nk), S + r * t->bk, (size_t)t->bk,
+                               panel, O + r * ldo + c, (size_t)ldo, NULL, 1);
+        }
     }
     for (int64_t r = 0; r < mq; r++)
         mha_finish_row(O + r * ldo, lrow[r], s->dv, out + r * ld);
