@@ -1,0 +1,146 @@
+/*
+ * One program, two builds of the library: mha_attention of build A and of build B
+ * (its public symbols renamed b_* by ab_attention.sh) on the same tensors, called
+ * alternately, 150 ms each, for `rounds` rounds. Prints the median of the per-round
+ * time ratios B/A with the quartiles, and the largest difference between the two
+ * outputs. On a shared host whose speed moves by 10-30% within minutes, ratios of
+ * whole bench runs taken one after the other are noise at the 5% level; calls
+ * alternated inside one process see the same machine.
+ *
+ * usage: ab_attention B H G Lq Lk d causal threads rounds layout
+ *   layout 0: [B, H, L, d] tensors, 1: [B, L, H, d]; causal 1: bottom-right.
+ * With AB_EXPECT_SAME=1 in the environment, exits 1 unless the outputs are equal
+ * (the test that runs one build against itself).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mha.h"
+
+mha_status b_mha_attention_workspace_size(const mha_attention_args *args, size_t *bytes);
+mha_status b_mha_attention(const mha_attention_args *args, void *workspace, size_t workspace_bytes);
+
+#define MAX_ROUNDS 100
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static float *random_floats(size_t n, unsigned *state)
+{
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; x && i < n; i++) {
+        *state = *state * 1103515245u + 12345u;
+        x[i] = (float)((*state >> 9) & 1023) / 512.0f - 1.0f;
+    }
+    return x;
+}
+
+/* Strides of [B, N, L, d] (head-major) or [B, L, N, d] (token-major). */
+static void strides(int layout, int64_t n, int64_t l, int64_t d, int64_t s[3])
+{
+    s[0] = n * l * d;
+    s[1] = layout ? d : l * d;
+    s[2] = layout ? n * d : d;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 11) {
+        fprintf(stderr, "usage: %s B H G Lq Lk d causal threads rounds layout\n", argv[0]);
+        return 2;
+    }
+    const int64_t B = atoll(argv[1]), H = atoll(argv[2]), G = atoll(argv[3]), Lq = atoll(argv[4]),
+                  Lk = atoll(argv[5]), d = atoll(argv[6]);
+    const int causal = atoi(argv[7]), threads = atoi(argv[8]), rounds = atoi(argv[9]), layout = atoi(argv[10]);
+    if (rounds < 1 || rounds > MAX_ROUNDS) {
+        fprintf(stderr, "rounds: 1..%d\n", MAX_ROUNDS);
+        return 2;
+    }
+    const size_t nq = (size_t)(B * H * Lq * d), nk = (size_t)(B * G * Lk * d);
+    unsigned state = 12345;
+    float *q = random_floats(nq, &state), *k = random_floats(nk, &state), *v = random_floats(nk, &state);
+    float *out[2] = {malloc(nq * sizeof(float)), malloc(nq * sizeof(float))};
+    if (!q || !k || !v || !out[0] || !out[1]) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    mha_attention_args a;
+    memset(&a, 0, sizeof a);
+    a.batch = B;
+    a.num_heads = H;
+    a.num_kv_heads = G;
+    a.len_q = Lq;
+    a.len_k = Lk;
+    a.head_dim_qk = a.head_dim_v = d;
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.out = out[0];
+    strides(layout, H, Lq, d, a.q_stride);
+    strides(layout, H, Lq, d, a.out_stride);
+    strides(layout, G, Lk, d, a.k_stride);
+    strides(layout, G, Lk, d, a.v_stride);
+    a.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
+    a.num_threads = threads;
+    size_t ws = 0, ws_b = 0;
+    mha_status s = mha_attention_workspace_size(&a, &ws);
+    if (s == MHA_OK)
+        s = b_mha_attention_workspace_size(&a, &ws_b);
+    if (s != MHA_OK) {
+        fprintf(stderr, "%s\n", mha_status_message(s));
+        return 1;
+    }
+    ws = ws > ws_b ? ws : ws_b;
+    void *w = malloc(ws ? ws : 1);
+    double t[2][MAX_ROUNDS], ratio[MAX_ROUNDS], best[2] = {1e30, 1e30};
+    for (int r = 0; r < rounds; r++)
+        for (int which = 0; which < 2; which++) {
+            a.out = out[which];
+            int calls = 0;
+            const double t0 = now();
+            do {
+                s = which ? b_mha_attention(&a, w, ws) : mha_attention(&a, w, ws);
+                if (s != MHA_OK) {
+                    fprintf(stderr, "%s\n", mha_status_message(s));
+                    return 1;
+                }
+                calls++;
+            } while (now() - t0 < 0.15);
+            t[which][r] = (now() - t0) / calls;
+            best[which] = t[which][r] < best[which] ? t[which][r] : best[which];
+        }
+    for (int r = 0; r < rounds; r++)
+        ratio[r] = t[1][r] / t[0][r];
+    qsort(ratio, (size_t)rounds, sizeof *ratio, by_value);
+    double diff = 0.0;
+    for (size_t i = 0; i < nq; i++) {
+        double e = (double)out[0][i] - (double)out[1][i];
+        diff = e < 0 ? -e > diff ? -e : diff : e > diff ? e : diff;
+    }
+    printf("%s B%lld H%lld G%lld Lq%lld Lk%lld d%lld causal%d threads%d: A best %.3f ms, B best %.3f ms, "
+           "B/A median %.3f [quartiles %.3f %.3f], max |A - B| %.3g\n",
+           layout ? "blhd" : "bhld", (long long)B, (long long)H, (long long)G, (long long)Lq, (long long)Lk,
+           (long long)d, causal, threads, 1e3 * best[0], 1e3 * best[1], ratio[rounds / 2], ratio[rounds / 4],
+           ratio[3 * rounds / 4], diff);
+    const char *same = getenv("AB_EXPECT_SAME");
+    const int status = same && same[0] == '1' && diff != 0.0;
+    free(w);
+    free(q);
+    free(k);
+    free(v);
+    free(out[0]);
+    free(out[1]);
+    return status;
+}
