@@ -12,6 +12,7 @@
  * With AB_EXPECT_SAME=1 in the environment, exits 1 unless the outputs are equal
  * (the test that runs one build against itself).
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,8 +127,8 @@ int main(int argc, char **argv)
     qsort(ratio, (size_t)rounds, sizeof *ratio, by_value);
     double diff = 0.0;
     for (size_t i = 0; i < nq; i++) {
-        double e = (double)out[0][i] - (double)out[1][i];
-        diff = e < 0 ? -e > diff ? -e : diff : e > diff ? e : diff;
+        const double e = fabs((double)out[0][i] - (double)out[1][i]);
+        diff = e > diff ? e : diff;
     }
     printf("%s B%lld H%lld G%lld Lq%lld Lk%lld d%lld causal%d threads%d: A best %.3f ms, B best %.3f ms, "
            "B/A median %.3f [quartiles %.3f %.3f], max |A - B| %.3g\n",
