@@ -21,7 +21,6 @@ int nproc();
 const std::vector<mha_isa> &arch_isas(); // kernel tables that exist on this architecture
 
 // ---------------------------------------------------------- machine limits
-double peak_gflops(mha_isa isa, int threads); // 0 if not measured
 // The peak a row is compared with: the FMA loop of `isa` on `threads` threads.
 struct PeakRef {
     mha_isa isa;

@@ -226,7 +226,8 @@ const std::vector<mha_isa> &arch_isas()
     return v;
 }
 
-double peak_gflops(mha_isa isa, int threads)
+// The run's opening probe of (isa, threads); 0 if not measured.
+static double peak_gflops(mha_isa isa, int threads)
 {
     auto it = g_peak.find({(int)isa, threads});
     return it == g_peak.end() ? 0.0 : it->second;
