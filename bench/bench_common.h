@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,16 @@ double forward_bytes(int64_t b, int64_t l, int64_t e);
 // for a stable figure without blowing the run's budget on long shapes.
 void apply_timing(benchmark::internal::Benchmark *b, double flops_per_iter);
 
+// Ratio rows (bench_ratio.cc): a() and b() alternated in every iteration (a then
+// b, then b then a), each side repeated until it has run 20 ms or more, so that
+// their ratio comes from the same moments of a noisy machine. Sets a_ms and b_ms
+// (medians over the iterations of one call's time) and `counter`, the median of
+// the per-iteration time ratios b / a. a and b return false after calling
+// st.SkipWithError. apply_ratio_timing: 9 iterations (2 in smoke runs).
+void time_ratio(benchmark::State &st, const std::function<bool()> &a, const std::function<bool()> &b,
+                const char *counter);
+void apply_ratio_timing(benchmark::internal::Benchmark *b);
+
 // Shapes. attention: {B, H, Lq, Lk, d, causal}; decode: {B, H, G, Lq, Lk, d};
 // forward: {B, L, E, H, causal}.
 using AttnShape = std::vector<int64_t>;
@@ -118,6 +129,8 @@ void register_openblas_attention(const AttnShape &s, int threads);
 void register_openblas_forward(const FwdShape &s, int threads);
 void register_openblas_proj(const std::vector<int64_t> &mnk, int threads);
 void set_openblas_threads(int threads);
+// C[m, n] = A[m, k] W[n, k]^T + bias by one cblas_sgemm on OpenBLAS's threads.
+void openblas_linear(const float *a, const float *w, const float *bias, float *c, int64_t m, int64_t n, int64_t k);
 // OpenBLAS 0.3.21 falls back to old kernels on CPUs newer than itself (Prescott on
 // Sapphire Rapids) and chooses them when the library loads, before main. Unless
 // OPENBLAS_CORETYPE is set, this sets it to the best core for the CPU (SkylakeX

@@ -103,43 +103,80 @@ void BM_gemm_tile(benchmark::State &st, mha_isa isa, bool packed_a)
     set_counters(st, timer, 2.0 * (double)(mr * nr * kk), 4.0 * (double)((mr + nr) * kk), peak_of(isa, 1));
 }
 
-// C[M, N] = A[M, K] W[N, K]^T + bias through the engine's packed projection driver.
+// C[M, N] = A[M, K] W[N, K]^T + bias through the engine's packed projection
+// driver: the operands, W packed once as a model does.
+struct ProjCase {
+    const mha_kernels *k;
+    int64_t m, n, kk;
+    int threads;
+    Buf a, w, bias, packed, c, pack;
+    mha_packed pw;
+    mha_gemm_job job;
+    ProjCase(const mha_kernels *kern, int64_t m_, int64_t n_, int64_t k_, int threads_)
+        : k(kern), m(m_), n(n_), kk(k_), threads(threads_), a((size_t)(m * kk), 5), w((size_t)(n * kk), 6, 0.05f),
+          bias((size_t)n, 7), packed(((size_t)n + kern->gemm_nr - 1) / kern->gemm_nr * kern->gemm_nr * (size_t)kk),
+          c((size_t)(m * n)), pack((size_t)threads * mha_gemm_pack_floats(kern, m, kk))
+    {
+        k->f32_pack_b_nk((size_t)n, (size_t)kk, w.data(), (size_t)kk, packed.data());
+        std::memset(&pw, 0, sizeof pw);
+        pw.panels = packed.data();
+        pw.bias = bias.data();
+        pw.n = n;
+        pw.k = kk;
+        std::memset(&job, 0, sizeof job);
+        job.a = a.data();
+        job.lda = kk;
+        job.w = &pw;
+        job.c = c.data();
+        job.ldc = n;
+        job.m = m;
+    }
+    void run() { mha_gemm_run(k, &job, 1, threads, pack.data()); }
+};
+
 void BM_gemm_proj(benchmark::State &st, mha_isa isa)
 {
     const mha_kernels *k = table_or_skip(st, isa);
     if (!k)
         return;
-    int64_t m = st.range(0), n = st.range(1), kk = st.range(2);
-    int threads = (int)st.range(3);
-    size_t nr = k->gemm_nr, panels = ((size_t)n + nr - 1) / nr;
-    Buf a((size_t)(m * kk), 5), w((size_t)(n * kk), 6, 0.05f), bias((size_t)n, 7),
-        packed(panels * nr * (size_t)kk), c((size_t)(m * n));
-    k->f32_pack_b_nk((size_t)n, (size_t)kk, w.data(), (size_t)kk, packed.data());
-    mha_packed pw;
-    std::memset(&pw, 0, sizeof pw);
-    pw.panels = packed.data();
-    pw.bias = bias.data();
-    pw.n = n;
-    pw.k = kk;
-    mha_gemm_job job;
-    std::memset(&job, 0, sizeof job);
-    job.a = a.data();
-    job.lda = kk;
-    job.w = &pw;
-    job.c = c.data();
-    job.ldc = n;
-    job.m = m;
-    Buf pack((size_t)threads * mha_gemm_pack_floats(k, m, kk));
-    const LoopTimer timer(threads);
+    ProjCase p(k, st.range(0), st.range(1), st.range(2), (int)st.range(3));
+    const LoopTimer timer(p.threads);
     for (auto _ : st) {
-        mha_gemm_run(k, &job, 1, threads, pack.data());
+        p.run();
         benchmark::ClobberMemory();
     }
-    st.SetLabel(label("mha", k->name, threads));
-    set_counters(st, timer, 2.0 * (double)m * (double)n * (double)kk,
-                 4.0 * ((double)m * (double)kk + (double)n * (double)kk + (double)m * (double)n),
-                 peak_of(isa, threads));
+    st.SetLabel(label("mha", k->name, p.threads));
+    set_counters(st, timer, 2.0 * (double)p.m * (double)p.n * (double)p.kk,
+                 4.0 * ((double)p.m * (double)p.kk + (double)p.n * (double)p.kk + (double)p.m * (double)p.n),
+                 peak_of(isa, p.threads));
 }
+
+#if defined(MHAB_HAVE_OPENBLAS)
+// kernel_gemm_ratio/openblas: the best ISA's projection GEMM (side b) against
+// cblas_sgemm on the same operands (side a), one thread each, alternated
+// (time_ratio): mha_vs_openblas < 1 when mha takes less time.
+void BM_gemm_ratio(benchmark::State &st)
+{
+    const mha_kernels *k = table_or_skip(st, best_measured_isa());
+    if (!k)
+        return;
+    ProjCase p(k, st.range(0), st.range(1), st.range(2), 1);
+    Buf c((size_t)(p.m * p.n));
+    set_openblas_threads(1);
+    time_ratio(
+        st,
+        [&] {
+            openblas_linear(p.a.data(), p.w.data(), p.bias.data(), c.data(), p.m, p.n, p.kk);
+            return true;
+        },
+        [&] {
+            p.run();
+            return true;
+        },
+        "mha_vs_openblas");
+    st.SetLabel(label("mha vs openblas", k->name, 1));
+}
+#endif
 
 // Packing: nk = B stored transposed (weights, K blocks), kn = B as is (V blocks).
 void BM_pack(benchmark::State &st, mha_isa isa, bool nk)
@@ -232,6 +269,11 @@ void register_kernels(const Plan &plan)
             register_openblas_proj(args, t);
 #endif
         }
+#if defined(MHAB_HAVE_OPENBLAS)
+        auto *b = benchmark::RegisterBenchmark("kernel_gemm_ratio/openblas", BM_gemm_ratio);
+        b->ArgNames({"M", "N", "K", "threads"})->Args({s[0], s[1], s[2], 1})->Unit(benchmark::kMicrosecond);
+        apply_ratio_timing(b);
+#endif
     }
 }
 

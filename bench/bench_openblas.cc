@@ -348,6 +348,11 @@ void BM_proj_openblas(benchmark::State &st)
 
 } // namespace
 
+void openblas_linear(const float *a, const float *w, const float *bias, float *c, int64_t m, int64_t n, int64_t k)
+{
+    linear_rows(a, w, bias, c, 0, m, n, k);
+}
+
 void register_openblas_attention(const AttnShape &s, int threads)
 {
     std::vector<int64_t> args = s;
