@@ -13,7 +13,7 @@ mha_status mha_attention_workspace_size(const mha_attention_args *args, size_t *
     mha_status st = mha_attention_check(args, &s, &scale);
     if (st != MHA_OK)
         return st;
-    return mha_attention_scratch_bytes(mha_kernels_active(), &s, false, mha_threads(args->num_threads), bytes)
+    return mha_attention_scratch_bytes(mha_kernels_active(), &s, mha_threads(args->num_threads), bytes)
                ? MHA_OK
                : MHA_ERR_OVERFLOW;
 }
@@ -26,7 +26,7 @@ mha_status mha_attention_workspace_bound(const mha_attention_shape *shape, size_
     mha_status st = mha_attention_shape_check(shape, &s);
     if (st != MHA_OK)
         return st;
-    return mha_attention_scratch_bound(mha_kernels_active(), &s, false, mha_threads(shape->num_threads), bytes)
+    return mha_attention_scratch_bound(mha_kernels_active(), &s, mha_threads(shape->num_threads), bytes)
                ? MHA_OK
                : MHA_ERR_OVERFLOW;
 }
@@ -41,7 +41,7 @@ mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t
     const mha_kernels *kern = mha_kernels_active();
     int threads = mha_threads(args->num_threads);
     size_t need;
-    if (!mha_attention_scratch_bytes(kern, &s, false, threads, &need))
+    if (!mha_attention_scratch_bytes(kern, &s, threads, &need))
         return MHA_ERR_OVERFLOW;
     if (!workspace || workspace_bytes < need)
         return MHA_ERR_WORKSPACE;
@@ -57,7 +57,7 @@ mha_status mha_attention(const mha_attention_args *args, void *workspace, size_t
         mha_mask_overlaps(&args->mask, &s, workspace, workspace_bytes))
         return MHA_ERR_ALIAS;
     mha_attn_problem p = {s, scale, args->q, {0}, args->k, {0}, args->v, {0}, args->out, {0},
-                          &args->mask, NULL, NULL};
+                          &args->mask};
     memcpy(p.q_stride, args->q_stride, sizeof p.q_stride);
     memcpy(p.k_stride, args->k_stride, sizeof p.k_stride);
     memcpy(p.v_stride, args->v_stride, sizeof p.v_stride);

@@ -8,10 +8,12 @@
  * K and V are packed for the microkernel in rounds: a round packs as many
  * (batch, kv head) groups as fit in KV_BUDGET bytes, then runs every task that
  * reads them, so the scratch stays bounded however long the sequence is.
- * Tasks: (batch, head, query block) in the plain mode; (batch, query block) with
- * every head inside when the output projection is fused, so that a block's
- * concatenated heads are multiplied by W_o while still in cache and the caller's
- * output rows are written once.
+ * Tasks: (batch, head, query block), a head's query blocks one after the other,
+ * so that its packed K and V stay in L2 across them. (The forward's output
+ * projection runs after the attention, over all rows. Fused into tasks of a few
+ * query blocks with every head inside, each task streamed W_o and every head's K
+ * and V from L3 again: on an Intel Xeon (Emerald Rapids) that took 1.03-1.08x the
+ * time at L = 197 and 2048, and 0.96-1.00x at 8 sequences of 128.)
  * Decoding (Lq <= DECODE_ROWS) takes the direct path instead: no packing, K and V
  * read where they lie in key chunks merged by log-sum-exp, each task covering the
  * kv heads of a span so that a token-major cache is read in address order
@@ -35,23 +37,20 @@
 
 typedef struct tiles {
     int64_t bq, bk;             /* query rows and keys per block */
-    int64_t tq;                 /* query rows per task: a multiple of bq */
-    int64_t q_blocks;           /* tasks along the queries: ceil(Lq / tq) */
+    int64_t q_blocks;           /* tasks along the queries of a head: ceil(Lq / bq) */
     int64_t ldo;                /* row stride of the O block: d_v padded to nr */
     size_t k_floats;            /* packed K of one (batch, kv head) */
     size_t group_floats;        /* packed K + V of one (batch, kv head), aligned */
-    size_t s_floats, o_floats, ml_floats, qs_floats, cat_floats; /* per-thread slices */
+    size_t s_floats, o_floats, ml_floats, qs_floats; /* per-thread slices */
     size_t thread_floats;
-    int64_t units;              /* (batch, kv head) groups, or batches when fused */
-    int64_t groups_per_unit;    /* 1, or G when fused */
-    int64_t units_per_round;
-    int64_t tasks_per_unit;     /* query blocks, times the heads of a group unless fused */
+    int64_t groups;             /* (batch, kv head) groups */
+    int64_t groups_per_round;
+    int64_t tasks_per_group;    /* query blocks times the heads of a group */
     bool direct;                /* Lq <= DECODE_ROWS: direct_task, no packing */
     int64_t chunks;             /* decoding: key chunks per batch */
     int64_t span;               /* decoding: kv heads per task at most */
     size_t state_floats;        /* decoding: (m, l, O) of one query row in one chunk */
     size_t direct_floats;       /* decoding: every row's state, in every chunk */
-    size_t direct_cat_floats;   /* decoding with the output projection: the B*Lq rows of heads */
 } tiles;
 
 static size_t floats_aligned(int64_t n)
@@ -64,7 +63,7 @@ static int64_t round_to(int64_t n, int64_t m)
     return (n + m - 1) / m * m;
 }
 
-static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
+static tiles tiles_for(const mha_kernels *kern, const mha_shape *s)
 {
     tiles t;
     const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr;
@@ -77,11 +76,7 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
      * passes per flop; measured 7% faster than 128 keys at L=2048, d=64. */
     int64_t bk = (int64_t)(mha_cache_l2_bytes() / 8 / (size_t)t.bq / sizeof(float));
     t.bk = round_to(bk < 128 ? 128 : bk > 512 ? 512 : bk, nr);
-    /* With the output projection fused, a task walks every head's K and V: give
-     * long sequences taller tasks so that K and V are streamed fewer times. */
-    int64_t sub = fused ? rows / (8 * t.bq) : 1; /* still >= 8 tasks; 4 measured best */
-    t.tq = t.bq * (sub < 1 ? 1 : sub > 4 ? 4 : sub);
-    t.q_blocks = (s->len_q + t.tq - 1) / t.tq;
+    t.q_blocks = (s->len_q + t.bq - 1) / t.bq;
     t.ldo = round_to(s->dv, nr);
     t.k_floats = (size_t)(round_to(s->len_k, nr) * s->dk);
     t.group_floats = floats_aligned((int64_t)t.k_floats + t.ldo * s->len_k);
@@ -89,41 +84,27 @@ static tiles tiles_for(const mha_kernels *kern, const mha_shape *s, bool fused)
     t.o_floats = floats_aligned(t.bq * t.ldo);
     t.ml_floats = floats_aligned(t.bq);
     t.qs_floats = floats_aligned(t.bq * s->dk); /* Q packed: bq is a multiple of mr */
-    t.cat_floats = fused ? floats_aligned(t.tq * s->heads * s->dv) : 0;
-    t.thread_floats = t.s_floats + t.o_floats + 2 * t.ml_floats + t.qs_floats + t.cat_floats;
-    t.groups_per_unit = fused ? s->kv_heads : 1;
-    t.tasks_per_unit = t.q_blocks * (fused ? 1 : s->heads / s->kv_heads);
-    t.units = fused ? s->batch : s->batch * s->kv_heads;
-    int64_t unit_bytes = t.groups_per_unit * (int64_t)(t.group_floats * sizeof(float));
+    t.thread_floats = t.s_floats + t.o_floats + 2 * t.ml_floats + t.qs_floats;
     const int64_t per_group = s->heads / s->kv_heads;
+    t.tasks_per_group = t.q_blocks * per_group;
+    t.groups = s->batch * s->kv_heads;
+    const int64_t group_bytes = (int64_t)(t.group_floats * sizeof(float));
     t.direct = s->len_q <= DECODE_ROWS && per_group * s->len_q <= MHA_DECODE_TASK_ROWS;
     int64_t dec_rows = s->len_q < DECODE_ROWS ? s->len_q : DECODE_ROWS; /* monotone in Lq */
     t.chunks = (s->len_k + MHA_DECODE_CHUNK - 1) / MHA_DECODE_CHUNK;
     t.span = mha_decode_span(s->kv_heads, per_group * dec_rows);
     t.state_floats = (size_t)(t.ldo + 2);
     t.direct_floats = (size_t)(s->batch * s->heads * t.chunks * dec_rows) * t.state_floats;
-    t.direct_cat_floats = fused ? floats_aligned(s->batch * dec_rows * s->heads * s->dv) : 0;
     /* Per thread, decoding scales a span's query rows and keeps a block of scores
      * per row; thread_floats covers both modes. */
     size_t dec_thread = mha_decode_scratch_floats(t.span, per_group * dec_rows, s->dk);
     if (dec_thread > t.thread_floats)
         t.thread_floats = dec_thread;
-    if (fused) {
-        /* The output projection packs its A rows (the concatenated heads) into the
-         * front of the thread's slice, free by then: before cat in the tiled mode,
-         * alone after the chunk loop when decoding. */
-        size_t tiled = t.cat_floats + mha_gemm_pack_floats(kern, t.tq, s->heads * s->dv);
-        size_t direct = mha_gemm_pack_floats(kern, s->batch * dec_rows, s->heads * s->dv);
-        if (tiled > t.thread_floats)
-            t.thread_floats = tiled;
-        if (direct > t.thread_floats)
-            t.thread_floats = direct;
-    }
-    t.units_per_round = KV_BUDGET / unit_bytes;
-    if (t.units_per_round < 1)
-        t.units_per_round = 1;
-    if (t.units_per_round > t.units)
-        t.units_per_round = t.units;
+    t.groups_per_round = KV_BUDGET / group_bytes;
+    if (t.groups_per_round < 1)
+        t.groups_per_round = 1;
+    if (t.groups_per_round > t.groups)
+        t.groups_per_round = t.groups;
     return t;
 }
 
@@ -133,8 +114,7 @@ static int threads_used(const tiles *t, const mha_shape *s, int threads)
 {
     if (t->direct)
         return mha_threads_for(threads, s->batch * t->chunks * ((s->kv_heads + t->span - 1) / t->span));
-    int64_t groups = t->units_per_round * t->groups_per_unit,
-            tasks = t->units_per_round * t->tasks_per_unit;
+    int64_t groups = t->groups_per_round, tasks = t->groups_per_round * t->tasks_per_group;
     return mha_threads_for(threads, tasks > groups ? tasks : groups);
 }
 
@@ -143,15 +123,15 @@ static int threads_used(const tiles *t, const mha_shape *s, int threads)
  * size is monotone in the shape. */
 static int64_t kv_round_bytes(const tiles *t)
 {
-    int64_t unit = t->groups_per_unit * (int64_t)(t->group_floats * sizeof(float));
-    int64_t kv = unit > KV_BUDGET ? unit : KV_BUDGET, all = t->units * unit;
+    int64_t group = (int64_t)(t->group_floats * sizeof(float));
+    int64_t kv = group > KV_BUDGET ? group : KV_BUDGET, all = t->groups * group;
     return all < kv ? all : kv;
 }
 
-/* Bytes of decoding's per-row chunk states (and gathered heads). */
+/* Bytes of decoding's per-row chunk states. */
 static int64_t direct_state_bytes(const tiles *t)
 {
-    return (int64_t)((t->direct_floats + t->direct_cat_floats) * sizeof(float));
+    return (int64_t)(t->direct_floats * sizeof(float));
 }
 
 /* fixed + threads per-thread slices + alignment slack, into *bytes. */
@@ -177,23 +157,21 @@ static bool shape_fits(const mha_kernels *kern, const mha_shape *s)
            n <= MHA_MAX_ELEMS;
 }
 
-bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bool fused,
-                                 int threads, size_t *bytes)
+bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads, size_t *bytes)
 {
     if (!shape_fits(kern, s))
         return false;
-    const tiles t = tiles_for(kern, s, fused);
+    const tiles t = tiles_for(kern, s);
     /* Decoding packs nothing: its scratch is the chunk states, not K and V. */
     int64_t fixed = t.direct ? direct_state_bytes(&t) : kv_round_bytes(&t);
     return scratch_total(fixed, threads_used(&t, s, threads), t.thread_floats, bytes);
 }
 
 /* The tiles stop depending on the query rows (B * Lq) from this many on: bq is 64
- * from 512 rows, the fused task height 4 * bq from 2048. */
-#define ROWS_SATURATE 2048
+ * from 512 rows. */
+#define ROWS_SATURATE 512
 
-bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bool fused,
-                                 int threads, size_t *bytes)
+bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, int threads, size_t *bytes)
 {
     if (!shape_fits(kern, s))
         return false;
@@ -205,12 +183,12 @@ bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bo
         mha_shape rs = *s;
         rs.batch = 1;
         rs.len_q = r;
-        size_t f = tiles_for(kern, &rs, fused).thread_floats;
+        size_t f = tiles_for(kern, &rs).thread_floats;
         per = f > per ? f : per;
     }
     /* A smaller call packs K and V (prefill), or decodes with at most
      * min(Lq, DECODE_ROWS) rows, as many as the group row limit allows. */
-    const tiles t = tiles_for(kern, s, fused);
+    const tiles t = tiles_for(kern, s);
     int64_t fixed = t.direct ? 0 : kv_round_bytes(&t);
     mha_shape ds = *s;
     const int64_t per_group = s->heads / s->kv_heads;
@@ -218,7 +196,7 @@ bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bo
     if (ds.len_q * per_group > MHA_DECODE_TASK_ROWS)
         ds.len_q = MHA_DECODE_TASK_ROWS / per_group;
     if (ds.len_q > 0) {
-        const tiles dt = tiles_for(kern, &ds, fused);
+        const tiles dt = tiles_for(kern, &ds);
         int64_t states = direct_state_bytes(&dt);
         fixed = states > fixed ? states : fixed;
     }
@@ -442,51 +420,30 @@ static void merge_chunks(const tiles *t, const float *states, size_t stride, int
         dst[d] *= inv;
 }
 
-/* Task ti of the round whose first unit is u0; kv holds that round's packed groups. */
+/* Task ti of the round whose first group is g0; kv holds that round's packed groups. */
 static void run_task(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
-                     const float *kv, int64_t u0, int64_t ti, float *scratch)
+                     const float *kv, int64_t g0, int64_t ti, float *scratch)
 {
     const mha_shape *s = &p->s;
     const int64_t per_group = s->heads / s->kv_heads;
     /* Last query blocks first: under a causal mask they are the longest. */
     const int64_t qb = t->q_blocks - 1 - ti % t->q_blocks;
-    const int64_t i0 = qb * t->tq, mq = s->len_q - i0 < t->tq ? s->len_q - i0 : t->tq;
-    const int64_t unit = u0 + ti / t->tasks_per_unit;
-    if (!p->out_proj) {
-        int64_t b = unit / s->kv_heads, g = unit % s->kv_heads;
-        int64_t h = g * per_group + ti % t->tasks_per_unit / t->q_blocks;
-        const float *kp = kv + (size_t)(unit - u0) * t->group_floats;
-        float *out = p->out + b * p->out_stride[0] + h * p->out_stride[1];
-        for (int64_t i = i0; i < i0 + mq; i += t->bq)
-            attend_block(kern, p, t, kp, scratch, b, h, i, i0 + mq - i < t->bq ? i0 + mq - i : t->bq,
-                         out + i * p->out_stride[2], p->out_stride[2]);
-        return;
-    }
-    const int64_t b = unit, ncat = s->heads * s->dv;
-    float *cat = scratch + t->thread_floats - t->cat_floats;
-    for (int64_t h = 0; h < s->heads; h++) {
-        const float *kp = kv + (size_t)((b - u0) * s->kv_heads + h / per_group) * t->group_floats;
-        for (int64_t i = i0; i < i0 + mq; i += t->bq)
-            attend_block(kern, p, t, kp, scratch, b, h, i, i0 + mq - i < t->bq ? i0 + mq - i : t->bq,
-                         cat + (i - i0) * ncat + h * s->dv, ncat);
-    }
-    /* out rows = cat [mq, H*d_v] W_o^T + b_o, A packed into the front of scratch. */
-    const mha_packed *w = p->out_proj;
-    mha_gemm_block(kern, cat, ncat, mq, w, 0, (w->n + (int64_t)kern->gemm_nr - 1) / (int64_t)kern->gemm_nr,
-                   p->final_out + (b * s->len_q + i0) * w->n, w->n, scratch);
+    const int64_t i0 = qb * t->bq, mq = s->len_q - i0 < t->bq ? s->len_q - i0 : t->bq;
+    const int64_t group = g0 + ti / t->tasks_per_group;
+    const int64_t b = group / s->kv_heads, g = group % s->kv_heads;
+    const int64_t h = g * per_group + ti % t->tasks_per_group / t->q_blocks;
+    attend_block(kern, p, t, kv + (size_t)(group - g0) * t->group_floats, scratch, b, h, i0, mq,
+                 p->out + b * p->out_stride[0] + h * p->out_stride[1] + i0 * p->out_stride[2], p->out_stride[2]);
 }
 
-/* Decoding: tasks over (batch, key chunk, span of kv heads), then each row's chunks merged;
- * with the output projection, the few rows' heads are projected at the end. */
+/* Decoding: tasks over (batch, key chunk, span of kv heads), then each row's chunks merged. */
 static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const tiles *t,
-                       float *per_thread, float *states, float *cat, int used, int threads)
+                       float *per_thread, float *states, int used)
 {
     const mha_shape *s = &p->s;
     const int64_t span = direct_span(p, t), spans = (s->kv_heads + span - 1) / span;
-    const int64_t tasks = s->batch * t->chunks * spans, ncat = s->heads * s->dv;
-    /* states[((b*H + h)*Lq + i)*chunks + c]: a row's chunks side by side. The
-     * attention runs on `used` threads (one slice each); the projection after it
-     * on as many as the call allows. */
+    const int64_t tasks = s->batch * t->chunks * spans;
+    /* states[((b*H + h)*Lq + i)*chunks + c]: a row's chunks side by side. */
 #pragma omp parallel num_threads(used) if (used > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t->thread_floats;
@@ -499,44 +456,38 @@ static void run_direct(const mha_kernels *kern, const mha_attn_problem *p, const
 #pragma omp for schedule(static)
         for (int64_t row = 0; row < s->batch * s->heads * s->len_q; row++) {
             int64_t b = row / (s->heads * s->len_q), h = row / s->len_q % s->heads, i = row % s->len_q;
-            float *dst = p->out_proj ? cat + (b * s->len_q + i) * ncat + h * s->dv
-                                     : p->out + b * p->out_stride[0] + h * p->out_stride[1] +
-                                           i * p->out_stride[2];
+            float *dst = p->out + b * p->out_stride[0] + h * p->out_stride[1] + i * p->out_stride[2];
             merge_chunks(t, states + (size_t)row * (size_t)t->chunks * t->state_floats,
                          t->state_floats, s->dv, dst);
         }
-    }
-    if (p->out_proj) {
-        mha_gemm_job job = {cat, ncat, p->out_proj, p->final_out, p->out_proj->n, s->batch * s->len_q};
-        mha_gemm_run(kern, &job, 1, threads, per_thread); /* the slices are free again */
     }
 }
 
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch, int threads)
 {
-    const tiles t = tiles_for(kern, &p->s, p->out_proj != NULL);
+    const tiles t = tiles_for(kern, &p->s);
     float *base = (float *)(((uintptr_t)scratch + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
     const int used = threads_used(&t, &p->s, threads); /* as mha_attention_scratch_bytes sized */
     if (t.direct) {
         float *states = base + (size_t)used * t.thread_floats;
-        run_direct(kern, p, &t, base, states, states + t.direct_floats, used, threads);
+        run_direct(kern, p, &t, base, states, used);
         return;
     }
     float *kv = base;
-    float *per_thread = kv + (size_t)(t.units_per_round * t.groups_per_unit) * t.group_floats;
+    float *per_thread = kv + (size_t)t.groups_per_round * t.group_floats;
 
 #pragma omp parallel num_threads(used) if (used > 1)
     {
         float *mine = per_thread + (size_t)omp_get_thread_num() * t.thread_floats;
-        for (int64_t u0 = 0; u0 < t.units; u0 += t.units_per_round) {
-            const int64_t units = t.units - u0 < t.units_per_round ? t.units - u0 : t.units_per_round;
-            const int64_t groups = units * t.groups_per_unit, tasks = units * t.tasks_per_unit;
+        for (int64_t g0 = 0; g0 < t.groups; g0 += t.groups_per_round) {
+            const int64_t groups = t.groups - g0 < t.groups_per_round ? t.groups - g0 : t.groups_per_round;
+            const int64_t tasks = groups * t.tasks_per_group;
 #pragma omp for schedule(static)
             for (int64_t gi = 0; gi < groups; gi++)
-                pack_group(kern, p, &t, u0 * t.groups_per_unit + gi, kv + (size_t)gi * t.group_floats);
+                pack_group(kern, p, &t, g0 + gi, kv + (size_t)gi * t.group_floats);
 #pragma omp for schedule(dynamic, 1)
             for (int64_t ti = 0; ti < tasks; ti++)
-                run_task(kern, p, &t, kv, u0, ti, mine);
+                run_task(kern, p, &t, kv, g0, ti, mine);
         }
     }
 }

@@ -1,11 +1,13 @@
 /*
- * The whole forward pass: projections on packed weights, then flash attention
- * reading Q, K and V in place through strides (no transpose pass), with the output
- * projection fused into its query blocks (the concatenated heads never go through
- * memory as a whole).
+ * The whole forward pass: projections on packed weights, flash attention reading
+ * Q, K and V in place through strides (no transpose pass) and writing the heads
+ * side by side, then the output projection over all rows at once (one GEMM: W_o
+ * streamed once per row block, not once per query block as when it was fused into
+ * the attention's tasks; engine/flash.c says what that cost).
  * Workspace layout (64-byte aligned slices): Q [B*Lq, H*d_k], K [B*Lk, G*d_k],
- * V [B*Lk, G*d_v], the projections' A-packing buffers (one per thread), then the
- * attention scratch.
+ * V [B*Lk, G*d_v], the concatenated heads [B*Lq, H*d_v] (with an output
+ * projection; without one the heads go straight to out), the GEMMs' A-packing
+ * buffers (one per thread), then the attention scratch.
  */
 #include <string.h>
 
@@ -13,7 +15,7 @@
 
 typedef struct fwd_layout {
     mha_shape s;
-    size_t q, k, v, pack, attn, total; /* byte offsets of each slice; total bytes */
+    size_t q, k, v, cat, pack, attn, total; /* byte offsets of each slice; total bytes */
     size_t pack_floats;                /* one thread's A-packing buffer */
 } fwd_layout;
 
@@ -24,25 +26,29 @@ static mha_status layout_for(const mha_model *m, int64_t batch, int64_t lq, int6
 {
     const mha_config *c = &m->cfg;
     mha_shape s = {batch, c->num_heads, c->num_kv_heads, lq, lk, c->head_dim_qk, c->head_dim_v};
-    int64_t nq, nk, nv;
+    int64_t nq, nk, nv, nc = 0;
     if (!mha_mul3(batch, lq, c->num_heads * c->head_dim_qk, &nq) ||
         !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_qk, &nk) ||
-        !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_v, &nv) || nq > MHA_MAX_ELEMS ||
-        nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS)
+        !mha_mul3(batch, lk, c->num_kv_heads * c->head_dim_v, &nv) ||
+        (c->has_out_proj && !mha_mul3(batch, lq, c->num_heads * c->head_dim_v, &nc)) || nq > MHA_MAX_ELEMS ||
+        nk > MHA_MAX_ELEMS || nv > MHA_MAX_ELEMS || nc > MHA_MAX_ELEMS)
         return MHA_ERR_OVERFLOW;
     size_t attn;
-    if (!(bound ? mha_attention_scratch_bound : mha_attention_scratch_bytes)(m->kern, &s, c->has_out_proj,
-                                                                             threads, &attn))
+    if (!(bound ? mha_attention_scratch_bound : mha_attention_scratch_bytes)(m->kern, &s, threads, &attn))
         return MHA_ERR_OVERFLOW;
-    size_t pq = mha_gemm_pack_floats(m->kern, batch * lq, c->embed_dim),
-           pk = mha_gemm_pack_floats(m->kern, batch * lk, c->kdim),
-           pv = mha_gemm_pack_floats(m->kern, batch * lk, c->vdim);
-    l->pack_floats = pq > pk ? (pq > pv ? pq : pv) : (pk > pv ? pk : pv);
+    size_t pack[4] = {mha_gemm_pack_floats(m->kern, batch * lq, c->embed_dim),
+                      mha_gemm_pack_floats(m->kern, batch * lk, c->kdim),
+                      mha_gemm_pack_floats(m->kern, batch * lk, c->vdim),
+                      c->has_out_proj ? mha_gemm_pack_floats(m->kern, batch * lq, c->num_heads * c->head_dim_v) : 0};
+    l->pack_floats = 0;
+    for (int i = 0; i < 4; i++)
+        l->pack_floats = pack[i] > l->pack_floats ? pack[i] : l->pack_floats;
     l->s = s;
     l->q = 0;
     l->k = l->q + mha_round_up((size_t)nq * sizeof(float));
     l->v = l->k + mha_round_up((size_t)nk * sizeof(float));
-    l->pack = l->v + mha_round_up((size_t)nv * sizeof(float));
+    l->cat = l->v + mha_round_up((size_t)nv * sizeof(float));
+    l->pack = l->cat + mha_round_up((size_t)nc * sizeof(float));
     l->attn = l->pack + (size_t)threads * l->pack_floats * sizeof(float);
     l->total = l->attn + attn + MHA_ALIGN;
     return MHA_OK;
@@ -95,7 +101,8 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
         return MHA_ERR_ALIAS;
 
     char *base = (char *)(((uintptr_t)workspace + MHA_ALIGN - 1) & ~(uintptr_t)(MHA_ALIGN - 1));
-    float *q = (float *)(base + l.q), *k = (float *)(base + l.k), *v = (float *)(base + l.v);
+    float *q = (float *)(base + l.q), *k = (float *)(base + l.k), *v = (float *)(base + l.v),
+          *cat = (float *)(base + l.cat);
     const int64_t nq = c->num_heads * c->head_dim_qk, nk = c->num_kv_heads * c->head_dim_qk,
                   nv = c->num_kv_heads * c->head_dim_v, ncat = c->num_heads * c->head_dim_v;
     const float *ksrc = a->key ? a->key : a->query, *vsrc = a->value ? a->value : a->query;
@@ -115,11 +122,14 @@ mha_status mha_forward(const mha_model *model, const mha_forward_args *a, void *
         q, {a->len_q * nq, c->head_dim_qk, nq},
         k, {lk * nk, c->head_dim_qk, nk},
         v, {lk * nv, c->head_dim_v, nv},
-        a->out, {a->len_q * ncat, c->head_dim_v, ncat},
+        c->has_out_proj ? cat : a->out, {a->len_q * ncat, c->head_dim_v, ncat},
         &a->mask,
-        c->has_out_proj ? &model->o : NULL, a->out,
     };
     mha_attention_run(model->kern, &p, base + l.attn, used);
+    if (c->has_out_proj) {
+        const mha_gemm_job o = {cat, ncat, &model->o, a->out, c->out_dim, a->batch * a->len_q};
+        mha_gemm_run(model->kern, &o, 1, used, (float *)(base + l.pack));
+    }
     mha_threads_leave();
     return MHA_OK;
 }

@@ -61,9 +61,11 @@ size_t mha_gemm_pack_floats(const mha_kernels *kern, int64_t rows, int64_t k)
     return mha_round_up((size_t)(m * kc) * sizeof(float)) / sizeof(float);
 }
 
-void mha_gemm_block(const mha_kernels *kern, const float *a, int64_t lda, int64_t m,
-                    const mha_packed *w, int64_t panel0, int64_t panel1, float *c, int64_t ldc,
-                    float *pack)
+/* C[m, panels [panel0, panel1) of w] = A[m, k] W^T + bias (k >= 1), on one thread,
+ * A packed into pack (mha_gemm_pack_floats(m, k) floats) one block at a time. */
+static void gemm_block(const mha_kernels *kern, const float *a, int64_t lda, int64_t m,
+                       const mha_packed *w, int64_t panel0, int64_t panel1, float *c, int64_t ldc,
+                       float *pack)
 {
     const int64_t mr = (int64_t)kern->gemm_mr, nr = (int64_t)kern->gemm_nr, k = w->k;
     const int64_t kc = block_k(kern, k), mc = block_m_max(kern, kc);
@@ -158,7 +160,7 @@ void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, 
             const int64_t r0 = rb * s->mc, m = job->m - r0 < s->mc ? job->m - r0 : s->mc;
             const int64_t panels = (job->w->n + (int64_t)kern->gemm_nr - 1) / (int64_t)kern->gemm_nr;
             const int64_t p0 = cc * s->cp, p1 = p0 + s->cp < panels ? p0 + s->cp : panels;
-            mha_gemm_block(kern, job->a + r0 * job->lda, job->lda, m, job->w, p0, p1,
+            gemm_block(kern, job->a + r0 * job->lda, job->lda, m, job->w, p0, p1,
                            job->c + r0 * job->ldc, job->ldc, mine);
         }
     }

@@ -110,11 +110,6 @@ size_t mha_gemm_pack_floats(const mha_kernels *kern, int64_t rows, int64_t k);
  * back to back (64-byte aligned). */
 void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, int threads,
                   float *pack);
-/* C[m, panels [panel0, panel1) of w] = A[m, k] W^T + bias (k >= 1), on one thread,
- * A packed into pack (mha_gemm_pack_floats(m, k) floats) one block at a time. */
-void mha_gemm_block(const mha_kernels *kern, const float *a, int64_t lda, int64_t m,
-                    const mha_packed *w, int64_t panel0, int64_t panel1, float *c, int64_t ldc,
-                    float *pack);
 
 /* The flash attention driver (engine/flash.c) on validated arguments. */
 typedef struct mha_attn_problem {
@@ -123,22 +118,16 @@ typedef struct mha_attn_problem {
     const float *q; int64_t q_stride[3];
     const float *k; int64_t k_stride[3];
     const float *v; int64_t v_stride[3];
-    float *out;     int64_t out_stride[3]; /* [B, H, Lq, d_v]; unused when out_proj is set */
+    float *out;     int64_t out_stride[3]; /* [B, H, Lq, d_v] */
     const mha_mask *mask;
-    /* Optional fused output projection: final_out [B*Lq, out_proj->n] =
-     * concat_h(O_h) W_o^T + b_o, computed per query block. */
-    const mha_packed *out_proj;
-    float *final_out;
 } mha_attn_problem;
 
 /* Scratch bytes of mha_attention_run for this shape: what the path it takes needs
  * (decoding packs nothing); false if the size overflows. */
-bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, bool fused,
-                                 int threads, size_t *bytes);
+bool mha_attention_scratch_bytes(const mha_kernels *kern, const mha_shape *s, int threads, size_t *bytes);
 /* Scratch bytes that serve every call of this or a smaller shape (each dimension
  * no larger) on at most `threads` threads, whichever path it takes. */
-bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, bool fused,
-                                 int threads, size_t *bytes);
+bool mha_attention_scratch_bound(const mha_kernels *kern, const mha_shape *s, int threads, size_t *bytes);
 void mha_attention_run(const mha_kernels *kern, const mha_attn_problem *p, void *scratch,
                        int threads);
 

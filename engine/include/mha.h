@@ -294,9 +294,11 @@ typedef struct mha_forward_args {
  * workspace sized for one shape serves any call whose batch, lengths and threads
  * are no larger (num_threads = 0 counts as its resolved default), with any masks.
  * It grows as 4*B*(Lq*H*d_k + Lk*G*(d_k + d_v)) bytes for the projected Q, K and V,
- * plus the attention workspace of mha_attention_workspace_bound with the packed K
- * and V of a whole batch per unit (min(B*G*P, max(4 MiB, G*P))) and, per thread,
- * 1024*H*d_v more bytes when the output projection is fused into the attention. */
+ * 4*B*Lq*H*d_v more for the concatenated heads when there is an output projection
+ * (it runs after the attention, over all rows; without one the heads are written
+ * to out directly), plus the attention workspace of mha_attention_workspace_bound
+ * (the laws of the attention section) and one A-packing buffer per thread for the
+ * projections, independent of the lengths past 512 rows. */
 MHA_API mha_status mha_forward_workspace_size(const mha_model *model, int64_t batch,
                                               int64_t len_q, int64_t len_k, int num_threads,
                                               size_t *bytes);
