@@ -1,6 +1,6 @@
 /*
  * One program, two builds of the library: mha_attention of build A and of build B
- * (its public symbols renamed b_* by ab_attention.sh) on the same tensors, called
+ * (its public symbols renamed b_* by link_two.sh) on the same tensors, called
  * alternately, 150 ms each, for `rounds` rounds. Prints the median of the per-round
  * time ratios B/A with the quartiles, and the largest difference between the two
  * outputs. On a shared host whose speed moves by 10-30% within minutes, ratios of
@@ -16,37 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "ab_common.h"
 #include "mha.h"
 
 mha_status b_mha_attention_workspace_size(const mha_attention_args *args, size_t *bytes);
 mha_status b_mha_attention(const mha_attention_args *args, void *workspace, size_t workspace_bytes);
-
-#define MAX_ROUNDS 100
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static float *random_floats(size_t n, unsigned *state)
-{
-    float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; x && i < n; i++) {
-        *state = *state * 1103515245u + 12345u;
-        x[i] = (float)((*state >> 9) & 1023) / 512.0f - 1.0f;
-    }
-    return x;
-}
 
 /* Strides of [B, N, L, d] (head-major) or [B, L, N, d] (token-major). */
 static void strides(int layout, int64_t n, int64_t l, int64_t d, int64_t s[3])
@@ -65,13 +40,13 @@ int main(int argc, char **argv)
     const int64_t B = atoll(argv[1]), H = atoll(argv[2]), G = atoll(argv[3]), Lq = atoll(argv[4]),
                   Lk = atoll(argv[5]), d = atoll(argv[6]);
     const int causal = atoi(argv[7]), threads = atoi(argv[8]), rounds = atoi(argv[9]), layout = atoi(argv[10]);
-    if (rounds < 1 || rounds > MAX_ROUNDS) {
-        fprintf(stderr, "rounds: 1..%d\n", MAX_ROUNDS);
+    if (rounds < 1 || rounds > AB_MAX_ROUNDS) {
+        fprintf(stderr, "rounds: 1..%d\n", AB_MAX_ROUNDS);
         return 2;
     }
     const size_t nq = (size_t)(B * H * Lq * d), nk = (size_t)(B * G * Lk * d);
     unsigned state = 12345;
-    float *q = random_floats(nq, &state), *k = random_floats(nk, &state), *v = random_floats(nk, &state);
+    float *q = ab_random_floats(nq, &state), *k = ab_random_floats(nk, &state), *v = ab_random_floats(nk, &state);
     float *out[2] = {malloc(nq * sizeof(float)), malloc(nq * sizeof(float))};
     if (!q || !k || !v || !out[0] || !out[1]) {
         fprintf(stderr, "out of memory\n");
@@ -105,12 +80,12 @@ int main(int argc, char **argv)
     }
     ws = ws > ws_b ? ws : ws_b;
     void *w = malloc(ws ? ws : 1);
-    double t[2][MAX_ROUNDS], ratio[MAX_ROUNDS], best[2] = {1e30, 1e30};
+    double t[2][AB_MAX_ROUNDS], ratio[AB_MAX_ROUNDS], best[2] = {1e30, 1e30};
     for (int r = 0; r < rounds; r++)
         for (int which = 0; which < 2; which++) {
             a.out = out[which];
             int calls = 0;
-            const double t0 = now();
+            const double t0 = ab_now();
             do {
                 s = which ? b_mha_attention(&a, w, ws) : mha_attention(&a, w, ws);
                 if (s != MHA_OK) {
@@ -118,13 +93,11 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 calls++;
-            } while (now() - t0 < 0.15);
-            t[which][r] = (now() - t0) / calls;
+            } while (ab_now() - t0 < AB_SIDE_SECONDS);
+            t[which][r] = (ab_now() - t0) / calls;
             best[which] = t[which][r] < best[which] ? t[which][r] : best[which];
         }
-    for (int r = 0; r < rounds; r++)
-        ratio[r] = t[1][r] / t[0][r];
-    qsort(ratio, (size_t)rounds, sizeof *ratio, by_value);
+    ab_ratios(t, rounds, ratio);
     double diff = 0.0;
     for (size_t i = 0; i < nq; i++) {
         const double e = fabs((double)out[0][i] - (double)out[1][i]);

@@ -7,13 +7,9 @@
 set -euo pipefail
 [ $# -eq 12 ] || { sed -n '2,6p' "$0" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
-a=$1/engine/libmha.a b=$2/engine/libmha.a
-shift 2
-for f in "$a" "$b"; do [ -f "$f" ] || { echo "no $f" >&2; exit 2; }; done
+. "$here/link_two.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# B's defined global symbols get a b_ prefix, so both libraries link into one program.
-nm --defined-only -g "$b" 2>/dev/null | awk 'NF == 3 { print $3 " b_" $3 }' | sort -u > "$tmp/syms"
-objcopy --redefine-syms="$tmp/syms" "$b" "$tmp/libb.a"
-gcc -O2 "$here/ab_attention.c" -I"$here/../../engine/include" "$tmp/libb.a" "$a" -fopenmp -lm -o "$tmp/ab"
+link_two "$here/ab_attention.c" "$1" "$2" "$tmp/ab"
+shift 2
 "$tmp/ab" "$@"
