@@ -23,6 +23,21 @@
 mha_status b_mha_attention_workspace_size(const mha_attention_args *args, size_t *bytes);
 mha_status b_mha_attention(const mha_attention_args *args, void *workspace, size_t workspace_bytes);
 
+/* What each side's call needs: the arguments (out set per side), outputs, workspace. */
+typedef struct side {
+    mha_attention_args *a;
+    float **out;
+    void *w;
+    size_t ws;
+} side;
+
+static int call(int which, void *ctx)
+{
+    side *c = ctx;
+    c->a->out = c->out[which];
+    return which ? b_mha_attention(c->a, c->w, c->ws) : mha_attention(c->a, c->w, c->ws);
+}
+
 /* Strides of [B, N, L, d] (head-major) or [B, L, N, d] (token-major). */
 static void strides(int layout, int64_t n, int64_t l, int64_t d, int64_t s[3])
 {
@@ -80,24 +95,13 @@ int main(int argc, char **argv)
     }
     ws = ws > ws_b ? ws : ws_b;
     void *w = malloc(ws ? ws : 1);
-    double t[2][AB_MAX_ROUNDS], ratio[AB_MAX_ROUNDS], best[2] = {1e30, 1e30};
-    for (int r = 0; r < rounds; r++)
-        for (int which = 0; which < 2; which++) {
-            a.out = out[which];
-            int calls = 0;
-            const double t0 = ab_now();
-            do {
-                s = which ? b_mha_attention(&a, w, ws) : mha_attention(&a, w, ws);
-                if (s != MHA_OK) {
-                    fprintf(stderr, "%s\n", mha_status_message(s));
-                    return 1;
-                }
-                calls++;
-            } while (ab_now() - t0 < AB_SIDE_SECONDS);
-            t[which][r] = (ab_now() - t0) / calls;
-            best[which] = t[which][r] < best[which] ? t[which][r] : best[which];
-        }
-    ab_ratios(t, rounds, ratio);
+    double ratio[AB_MAX_ROUNDS], best[2];
+    side ctx = {&a, out, w, ws};
+    s = ab_alternate(rounds, call, &ctx, best, ratio);
+    if (s != MHA_OK) {
+        fprintf(stderr, "%s\n", mha_status_message(s));
+        return 1;
+    }
     double diff = 0.0;
     for (size_t i = 0; i < nq; i++) {
         const double e = fabs((double)out[0][i] - (double)out[1][i]);

@@ -8,8 +8,4 @@ set -euo pipefail
 [ $# -eq 12 ] || { sed -n '2,6p' "$0" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/link_two.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-link_two "$here/ab_attention.c" "$1" "$2" "$tmp/ab"
-shift 2
-"$tmp/ab" "$@"
+run_two "$here/ab_attention.c" "$@"

@@ -32,12 +32,32 @@ static inline float *ab_random_floats(size_t n, unsigned *state)
     return x;
 }
 
-/* The per-round ratios t[1][r] / t[0][r], sorted into ratio[0..rounds). */
-static inline void ab_ratios(double t[2][AB_MAX_ROUNDS], int rounds, double *ratio)
+/* Times call(0, ctx) (build A) and call(1, ctx) (build B) alternately: in each of
+ * `rounds` rounds, each side repeats its call for AB_SIDE_SECONDS. Fills best[2]
+ * (each side's fastest round, seconds per call) and ratio[0..rounds), the sorted
+ * per-round time ratios B / A. Returns the first status that is not 0 (the calls
+ * stop there), else 0. */
+static inline int ab_alternate(int rounds, int (*call)(int which, void *ctx), void *ctx, double best[2],
+                               double ratio[AB_MAX_ROUNDS])
 {
-    for (int r = 0; r < rounds; r++)
-        ratio[r] = t[1][r] / t[0][r];
+    double t[2];
+    best[0] = best[1] = 1e30;
+    for (int r = 0; r < rounds; r++) {
+        for (int which = 0; which < 2; which++) {
+            int calls = 0, s;
+            const double t0 = ab_now();
+            do {
+                if ((s = call(which, ctx)) != 0)
+                    return s;
+                calls++;
+            } while (ab_now() - t0 < AB_SIDE_SECONDS);
+            t[which] = (ab_now() - t0) / calls;
+            best[which] = t[which] < best[which] ? t[which] : best[which];
+        }
+        ratio[r] = t[1] / t[0];
+    }
     qsort(ratio, (size_t)rounds, sizeof *ratio, ab_by_value);
+    return 0;
 }
 
 #endif

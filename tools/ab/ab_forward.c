@@ -30,6 +30,23 @@ static int fail(mha_status s)
     return 1;
 }
 
+/* What each side's call needs: its model, the arguments (out set per side),
+ * outputs, workspace. */
+typedef struct side {
+    mha_model **m;
+    mha_forward_args *a;
+    float **out;
+    void *work;
+    size_t bytes;
+} side;
+
+static int call(int which, void *ctx)
+{
+    side *c = ctx;
+    c->a->out = c->out[which];
+    return which ? b_mha_forward(c->m[1], c->a, c->work, c->bytes) : mha_forward(c->m[0], c->a, c->work, c->bytes);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 8) {
@@ -85,22 +102,11 @@ int main(int argc, char **argv)
     a.query = x;
     a.mask.causal = causal ? MHA_CAUSAL_BOTTOM_RIGHT : MHA_CAUSAL_NONE;
     a.num_threads = threads;
-    double t[2][AB_MAX_ROUNDS], ratio[AB_MAX_ROUNDS], best[2] = {1e30, 1e30};
-    for (int r = 0; r < rounds; r++)
-        for (int which = 0; which < 2; which++) {
-            a.out = out[which];
-            int calls = 0;
-            const double t0 = ab_now();
-            do {
-                s = which ? b_mha_forward(m[1], &a, work, wsb) : mha_forward(m[0], &a, work, wsb);
-                if (s != MHA_OK)
-                    return fail(s);
-                calls++;
-            } while (ab_now() - t0 < AB_SIDE_SECONDS);
-            t[which][r] = (ab_now() - t0) / calls;
-            best[which] = t[which][r] < best[which] ? t[which][r] : best[which];
-        }
-    ab_ratios(t, rounds, ratio);
+    double ratio[AB_MAX_ROUNDS], best[2];
+    side ctx = {m, &a, out, work, wsb};
+    s = ab_alternate(rounds, call, &ctx, best, ratio);
+    if (s != MHA_OK)
+        return fail(s);
     double diff = 0.0;
     for (size_t i = 0; i < nx; i++)
         diff = fmax(diff, fabs((double)out[0][i] - (double)out[1][i]));
