@@ -160,8 +160,8 @@ void mha_gemm_run(const mha_kernels *kern, const mha_gemm_job *jobs, int njobs, 
             const int64_t r0 = rb * s->mc, m = job->m - r0 < s->mc ? job->m - r0 : s->mc;
             const int64_t panels = (job->w->n + (int64_t)kern->gemm_nr - 1) / (int64_t)kern->gemm_nr;
             const int64_t p0 = cc * s->cp, p1 = p0 + s->cp < panels ? p0 + s->cp : panels;
-            gemm_block(kern, job->a + r0 * job->lda, job->lda, m, job->w, p0, p1,
-                           job->c + r0 * job->ldc, job->ldc, mine);
+            gemm_block(kern, job->a + r0 * job->lda, job->lda, m, job->w, p0, p1, job->c + r0 * job->ldc,
+                       job->ldc, mine);
         }
     }
 }

@@ -2,6 +2,7 @@
 #ifndef MHA_AB_COMMON_H
 #define MHA_AB_COMMON_H
 
+#include <math.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -58,6 +59,23 @@ static inline int ab_alternate(int rounds, int (*call)(int which, void *ctx), vo
     }
     qsort(ratio, (size_t)rounds, sizeof *ratio, ab_by_value);
     return 0;
+}
+
+/* The largest |a[i] - b[i]| over n floats. */
+static inline double ab_max_diff(const float *a, const float *b, size_t n)
+{
+    double diff = 0.0;
+    for (size_t i = 0; i < n; i++)
+        diff = fmax(diff, fabs((double)a[i] - (double)b[i]));
+    return diff;
+}
+
+/* The exit status: 1 when AB_EXPECT_SAME=1 is set and the outputs differ (the
+ * test that runs one build against itself), else 0. */
+static inline int ab_status(double diff)
+{
+    const char *same = getenv("AB_EXPECT_SAME");
+    return same && same[0] == '1' && diff != 0.0;
 }
 
 #endif
